@@ -1,0 +1,417 @@
+"""Read ``devspace.yaml`` (and its local imports) into positioned sources and
+then into the typed records the rest of devreg uses.
+
+Loading never raises for a bad config: problems become diagnostics, and the
+typed model falls back to defaults where a field is wrong, so the preview can
+still be shown. Only a missing or unreadable main file raises
+:class:`~hookpkg.errors.FatalError` (exit 2).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hookpkg import yamlpos
+from hookpkg.errors import Diagnostic, FatalError
+from hookpkg.vars import Vars, has_expression
+from hookpkg.yamlpos import Node
+
+DEFAULT_REGISTRY_IMAGE = "registry:2.8.1"
+DEFAULT_BUILDKIT_IMAGE = "moby/buildkit:master-rootless"
+DEFAULT_PORT = 5000
+DEFAULT_NAME = "registry"
+DEFAULT_SIZE = "5Gi"
+
+Builder = Literal["docker", "buildkit", "buildkit-incluster", "kaniko", "custom"]
+ELIGIBLE_BUILDERS: frozenset[str] = frozenset({"docker", "buildkit"})
+_OLD_VERSION = re.compile(r"^v1(alpha|beta)\d+$")
+
+
+@dataclass(frozen=True)
+class Persistence:
+    enabled: bool = False
+    size: str = DEFAULT_SIZE
+    storage_class_name: str | None = None
+
+
+@dataclass(frozen=True)
+class LocalRegistry:
+    """``localRegistry`` with defaults applied and ``${VAR}`` resolved."""
+
+    enabled: bool | None = None
+    localbuild: bool = False
+    namespace: str | None = None  # None: the context's namespace
+    name: str = DEFAULT_NAME
+    image: str = DEFAULT_REGISTRY_IMAGE
+    buildkit_image: str = DEFAULT_BUILDKIT_IMAGE
+    port: int = DEFAULT_PORT
+    persistence: Persistence = Persistence()
+    # YAML paths (``localRegistry.port``) whose expression could not be
+    # resolved; the defaults stand in for them.
+    unresolved: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Image:
+    """One ``images.<key>`` entry."""
+
+    key: str
+    image: str  # as configured, ``${VAR}`` resolved, tag moved to ``tags``
+    tags: tuple[str, ...]
+    dockerfile: Path
+    context: Path
+    build_args: Mapping[str, str]
+    target: str | None
+    builder: Builder
+    file: str  # where it is defined (diagnostics)
+    line: int
+    col: int
+    resolved: bool = True  # False when ``image`` still holds an expression
+
+    @property
+    def eligible(self) -> bool:
+        """Built locally, so the local registry can apply (SPEC §2)."""
+        return self.builder in ELIGIBLE_BUILDERS
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    directory: Path
+    version: str | None
+    local_registry: LocalRegistry
+    has_local_registry: bool  # the section is present
+    images: Mapping[str, Image]
+
+
+@dataclass
+class Source:
+    """One parsed file: the main config or an import."""
+
+    path: Path
+    display: str
+    root: Node
+
+
+@dataclass
+class Loaded:
+    """Everything read from disk for one config, with its diagnostics."""
+
+    main: Source | None
+    sources: list[Source] = field(default_factory=list)
+    local_registry: tuple[Source, Node] | None = None
+    images: dict[str, tuple[Source, Node]] = field(default_factory=dict)
+    vars: Vars = field(default_factory=lambda: Vars(None, {}))
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    old_version: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+
+def read_text(path: Path, display: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FatalError(f"{display}: no such file", exit_code=2) from None
+    except IsADirectoryError:
+        raise FatalError(f"{display}: is a directory, not a config file", exit_code=2) from None
+    except UnicodeDecodeError as e:
+        raise FatalError(f"{display}: not UTF-8 text ({e.reason} at byte {e.start})", exit_code=2) from None
+    except OSError as e:
+        raise FatalError(f"{display}: cannot read: {e.strerror}", exit_code=2) from None
+
+
+def _parse(text: str, path: Path, display: str, out: Loaded) -> Source | None:
+    try:
+        root, dups = yamlpos.load(text, display)
+    except yamlpos.YamlError as e:
+        out.diagnostics.append(e.diagnostic)
+        return None
+    out.diagnostics.extend(dups)
+    if root is None:
+        root = Node({}, 1, 1, "tag:yaml.org,2002:map")
+    if not root.is_map:
+        out.diagnostics.append(
+            Diagnostic(display, root.line, root.col, "error", "",
+                       f"a devspace config must be a mapping at the top level, got {root.kind_name()}")
+        )
+        return None
+    return Source(path, display, root)
+
+
+def load(path: Path, *, display: str | None = None, env: Mapping[str, str] | None = None) -> Loaded:
+    """Read and parse the config and its local imports (raises only for exit 2)."""
+    display = display if display is not None else str(path)
+    env = os.environ if env is None else env
+    out = Loaded(main=None)
+    main = _parse(read_text(path, display), path, display, out)
+    if main is None:
+        return out
+    out.main = main
+    version = main.root.get("version")
+    if version is not None and isinstance(version.value, str) and _OLD_VERSION.match(version.value):
+        out.old_version = version.value
+        return out
+    out.sources.append(main)
+    _collect(main, out)
+    _follow_imports(main, out, seen={path.resolve()})
+    vars_nodes = [s.root.get("vars") for s in reversed(out.sources)]
+    out.vars = _merged_vars([n for n in vars_nodes if n is not None], env)
+    return out
+
+
+def _collect(source: Source, out: Loaded) -> None:
+    """Take ``localRegistry`` and ``images`` entries not already set (the importing file wins)."""
+    lr = source.root.get("localRegistry")
+    if out.local_registry is None and lr is not None:
+        out.local_registry = (source, lr)  # a null node (``localRegistry:``) counts
+    images = source.root.get("images")
+    if images is not None and images.is_map:
+        for key, node in images.value.items():
+            out.images.setdefault(key, (source, node))
+
+
+def _repo_root(start: Path) -> Path | None:
+    for d in (start, *start.parents):
+        if (d / ".git").exists():
+            return d
+    return None
+
+
+def _follow_imports(source: Source, out: Loaded, seen: set[Path]) -> None:
+    imports = source.root.get("imports")
+    if imports is None or imports.value is None:
+        return
+    if not imports.is_seq:
+        out.diagnostics.append(
+            Diagnostic(source.display, imports.line, imports.col, "error", "imports",
+                       f"expected a list of imports, got {imports.kind_name()}")
+        )
+        return
+    base = source.path.parent
+    repo = _repo_root(base.resolve())
+    for i, item in enumerate(imports.value):
+        where = f"imports[{i}]"
+        path_node = item.get("path") if item.is_map else (item if isinstance(item.value, str) else None)
+        if path_node is None:
+            if item.is_map and (item.get("git") is not None or item.get("url") is not None):
+                out.diagnostics.append(
+                    Diagnostic(source.display, item.line, item.col, "note", where,
+                               "remote import not followed; its images and localRegistry are not checked")
+                )
+            continue
+        raw = path_node.value
+        if not isinstance(raw, str) or has_expression(raw):
+            continue
+        target = (base / raw).resolve()
+        display = os.path.normpath(os.path.join(os.path.dirname(source.display), raw))
+        if repo is not None and not target.is_relative_to(repo):
+            out.diagnostics.append(
+                Diagnostic(source.display, path_node.line, path_node.col, "warning", f"{where}.path",
+                           f"import {raw!r} is outside the repository; not checked")
+            )
+            continue
+        if target in seen:
+            continue
+        seen.add(target)
+        try:
+            text = read_text(target, display)
+        except FatalError as e:
+            out.diagnostics.append(
+                Diagnostic(source.display, path_node.line, path_node.col, "warning", f"{where}.path",
+                           f"import cannot be read ({e}); not checked")
+            )
+            continue
+        imported = _parse(text, target, display, out)
+        if imported is None:
+            continue
+        out.sources.append(imported)
+        _collect(imported, out)
+        _follow_imports(imported, out, seen)
+
+
+def _merged_vars(nodes: list[Node], env: Mapping[str, str]) -> Vars:
+    """Imports first, so the importing file's definitions win."""
+    merged = Node({}, 1, 1, "tag:yaml.org,2002:map")
+    for node in nodes:
+        if node.is_map:
+            merged.value.update(node.value)
+        elif node.is_seq:
+            for item in node.value:
+                name = item.get("name")
+                if name is not None and isinstance(name.value, str):
+                    merged.value[name.value] = item
+    return Vars(merged, env)
+
+
+# --- the typed model -------------------------------------------------------
+
+def scalar_from_text(text: str) -> Any:
+    """A resolved ``${VAR}`` is re-read as a YAML scalar, as DevSpace does."""
+    try:
+        root, _ = yamlpos.load(text, "<resolved>")
+    except yamlpos.YamlError:
+        return text
+    return text if root is None or not root.is_scalar else root.value
+
+
+def resolved_field(node: Node | None, loaded: Loaded) -> tuple[Any, bool]:
+    """The value of a field after substitution, and whether it is complete."""
+    if node is None:
+        return None, True
+    value = node.value
+    if isinstance(value, str) and has_expression(value):
+        res = loaded.vars.resolve(value)
+        if not res.complete:
+            return value, False
+        return scalar_from_text(res.value), True
+    return value, True
+
+
+def build_local_registry(loaded: Loaded) -> LocalRegistry:
+    if loaded.local_registry is None:
+        return LocalRegistry()
+    _, node = loaded.local_registry
+    if not node.is_map:
+        return LocalRegistry()
+    unresolved: list[str] = []
+
+    def get(parent: Node, key: str, kind: type | tuple[type, ...], default: Any, path: str) -> Any:
+        value, complete = resolved_field(parent.get(key), loaded)
+        if not complete:
+            unresolved.append(f"{path}.{key}")
+            return default
+        if value is None or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return default
+        return value
+
+    p = node.get("persistence")
+    persistence = Persistence()
+    if p is not None and p.is_map:
+        size = get(p, "size", (str, int), DEFAULT_SIZE, "localRegistry.persistence")
+        persistence = Persistence(
+            enabled=get(p, "enabled", bool, False, "localRegistry.persistence"),
+            size=str(size),
+            storage_class_name=get(p, "storageClassName", str, None, "localRegistry.persistence"),
+        )
+    return LocalRegistry(
+        enabled=get(node, "enabled", bool, None, "localRegistry"),
+        localbuild=get(node, "localbuild", bool, False, "localRegistry"),
+        namespace=get(node, "namespace", str, None, "localRegistry"),
+        name=get(node, "name", str, DEFAULT_NAME, "localRegistry"),
+        image=get(node, "image", str, DEFAULT_REGISTRY_IMAGE, "localRegistry"),
+        buildkit_image=get(node, "buildKitImage", str, DEFAULT_BUILDKIT_IMAGE, "localRegistry"),
+        port=get(node, "port", int, DEFAULT_PORT, "localRegistry"),
+        persistence=persistence,
+        unresolved=tuple(unresolved),
+    )
+
+
+def builder_of(node: Node) -> Builder:
+    if node.get("kaniko") is not None:
+        return "kaniko"
+    if node.get("custom") is not None:
+        return "custom"
+    bk = node.get("buildKit")
+    if bk is not None and "buildKit" in node.value:
+        in_cluster = bk.get("inCluster") if bk.is_map else None
+        if in_cluster is not None and in_cluster.value not in (None, False):
+            return "buildkit-incluster"
+        return "buildkit"
+    if "buildKit" in node.value:
+        return "buildkit"
+    return "docker"
+
+
+def split_tag(image: str) -> tuple[str, str | None]:
+    """``org/app:1.2`` -> (``org/app``, ``1.2``); a registry port is not a tag."""
+    if "@" in image:
+        return image, None
+    colon, slash = image.rfind(":"), image.rfind("/")
+    if colon > slash:
+        return image[:colon], image[colon + 1 :]
+    return image, None
+
+
+def build_image(key: str, source: Source, node: Node, loaded: Loaded, directory: Path) -> Image | None:
+    if not node.is_map:
+        return None
+    image_node = node.get("image")
+    raw, complete = resolved_field(image_node, loaded)
+    if not isinstance(raw, str):
+        return None
+    image, tag = split_tag(raw) if complete else (raw, None)
+    tags: list[str] = [tag] if tag else []
+    tags_node = node.get("tags")
+    if tags_node is not None and tags_node.is_seq:
+        for t in tags_node.value:
+            if t.value is not None and not isinstance(t.value, (dict, list)):
+                tags.append(loaded.vars.resolve(str(t.value)).value)
+
+    def text(key: str, default: str) -> str:
+        value, _ = resolved_field(node.get(key), loaded)
+        return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else default
+
+    args: dict[str, str] = {}
+    args_node = node.get("buildArgs")
+    if args_node is not None and args_node.is_map:
+        for k, v in args_node.value.items():
+            if v.value is not None and not isinstance(v.value, (dict, list)):
+                args[k] = loaded.vars.resolve(str(v.value)).value
+    target = text("target", "") or None
+    return Image(
+        key=key,
+        image=image,
+        tags=tuple(tags),
+        dockerfile=(directory / text("dockerfile", "./Dockerfile")).resolve(),
+        context=(directory / text("context", "./")).resolve(),
+        build_args=args,
+        target=target,
+        builder=builder_of(node),
+        file=source.display,
+        line=image_node.line if image_node else node.line,
+        col=image_node.col if image_node else node.col,
+        resolved=complete,
+    )
+
+
+def build_config(loaded: Loaded) -> Config:
+    assert loaded.main is not None
+    directory = loaded.main.path.parent.resolve()
+    images: dict[str, Image] = {}
+    for key, (source, node) in loaded.images.items():
+        image = build_image(key, source, node, loaded, directory)
+        if image is not None:
+            images[key] = image
+    version = loaded.main.root.get("version")
+    return Config(
+        path=loaded.main.path,
+        directory=directory,
+        version=str(version.value) if version is not None else None,
+        local_registry=build_local_registry(loaded),
+        has_local_registry=loaded.local_registry is not None,
+        images=images,
+    )
+
+
+def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> tuple[Config | None, list[Diagnostic]]:
+    """Load, validate and build: the entry point for the watcher and commands.
+
+    Returns ``(None, diagnostics)`` when the config has errors.
+    """
+    from hookpkg.validate import validate
+
+    loaded = load(path, env=env)
+    if loaded.main is None or loaded.old_version is not None:
+        return None, loaded.diagnostics
+    diagnostics = loaded.diagnostics + validate(loaded)
+    if any(d.severity == "error" for d in diagnostics):
+        return None, diagnostics
+    return build_config(loaded), diagnostics

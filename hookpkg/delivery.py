@@ -1,0 +1,123 @@
+"""Which way each image reaches the cluster (SPEC §2), decided offline.
+
+The cluster is classified from the kubeconfig alone, as DevSpace does; the
+KEP-1755 ConfigMap and the push-permission check need the network, so the
+watcher passes their answers in.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import yaml
+
+from hookpkg.config import Image, LocalRegistry
+
+ClusterKind = Literal["kind", "local", "remote"]
+PathWord = Literal["kind-load", "local-engine", "local-registry", "local-registry-if-refused", "own-registry"]
+_LOCAL_CONTEXTS = ("docker-desktop", "docker-for-desktop", "orbstack", "minikube")
+
+
+class Cluster(NamedTuple):
+    kind: ClusterKind
+    context: str | None  # None: no kubeconfig or no current context
+    kind_name: str | None = None  # the kind cluster's name for ``kind load``
+
+    def describe(self) -> str:
+        ctx = self.context or "no kubeconfig context"
+        if self.kind == "kind":
+            return f"{ctx} (kind cluster {self.kind_name!r})"
+        return f"{ctx} ({'local engine' if self.kind == 'local' else 'remote'})"
+
+
+def kubeconfig_paths(env: dict[str, str] | os._Environ[str] | None = None) -> list[Path]:
+    env = os.environ if env is None else env
+    value = env.get("KUBECONFIG")
+    if value:
+        return [Path(p) for p in value.split(os.pathsep) if p]
+    return [Path.home() / ".kube" / "config"]
+
+
+def read_kubeconfig(paths: list[Path]) -> dict[str, Any]:
+    """Merge kubeconfig files the way kubectl does (first one wins)."""
+    merged: dict[str, Any] = {"contexts": [], "clusters": []}
+    seen: dict[str, set[str]] = {"contexts": set(), "clusters": set()}
+    for path in paths:
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        if merged.get("current-context") is None and data.get("current-context"):
+            merged["current-context"] = data["current-context"]
+        for section in ("contexts", "clusters"):
+            for entry in data.get(section) or []:
+                if isinstance(entry, dict) and entry.get("name") not in seen[section]:
+                    seen[section].add(entry.get("name"))
+                    merged[section].append(entry)
+    return merged
+
+
+def _is_local_context(context: str, cluster_entry: dict[str, Any] | None) -> bool:
+    if context in _LOCAL_CONTEXTS:
+        return True
+    if cluster_entry is not None:
+        for ext in (cluster_entry.get("cluster") or {}).get("extensions") or []:
+            if isinstance(ext, dict) and isinstance(ext.get("extension"), dict):
+                if ext["extension"].get("provider") == "minikube.sigs.k8s.io":
+                    return True
+    for prefix in ("vcluster_", "loft-vcluster_"):
+        if prefix in context and (
+            context.endswith(("docker-desktop", "docker-for-desktop", "minikube")) or "kind-" in context
+        ):
+            return True
+    return context.startswith(("vcluster-docker_", "loft-vcluster-docker_"))
+
+
+def classify(context: str | None, kubeconfig: dict[str, Any]) -> Cluster:
+    name = context or kubeconfig.get("current-context")
+    if not name:
+        return Cluster("remote", None)
+    ctx = next((c for c in kubeconfig.get("contexts", []) if c.get("name") == name), None)
+    if ctx is None:
+        return Cluster("remote", name)
+    if name.startswith("kind-"):
+        return Cluster("kind", name, name[len("kind-") :])
+    cluster_name = (ctx.get("context") or {}).get("cluster")
+    cluster = next((c for c in kubeconfig.get("clusters", []) if c.get("name") == cluster_name), None)
+    if _is_local_context(name, cluster):
+        return Cluster("local", name)
+    return Cluster("remote", name)
+
+
+def classify_cluster(context: str | None = None) -> Cluster:
+    """Classify from ``$KUBECONFIG`` (or ``~/.kube/config``); no API call."""
+    return classify(context, read_kubeconfig(kubeconfig_paths()))
+
+
+def delivery_path(
+    image: Image, registry: LocalRegistry, cluster: Cluster, *, push_allowed: bool | None = None
+) -> PathWord:
+    """The path word for one image. ``push_allowed`` is the push-permission
+    check's answer (``None`` before it ran)."""
+    if not image.eligible:
+        return "own-registry"
+    if registry.enabled is False:
+        return {"kind": "kind-load", "local": "local-engine", "remote": "own-registry"}[cluster.kind]  # type: ignore[return-value]
+    if registry.enabled is True:
+        return "local-registry"
+    if cluster.kind == "kind":
+        return "kind-load"
+    if cluster.kind == "local":
+        return "local-engine"
+    if push_allowed is None:
+        return "local-registry-if-refused"
+    return "own-registry" if push_allowed else "local-registry"
+
+
+def uses_local_registry(word: PathWord) -> bool:
+    """Whether the image URL is rewritten (``if-refused`` previews the rewrite)."""
+    return word in ("local-registry", "local-registry-if-refused")
