@@ -1,0 +1,4 @@
+"""devreg's runtime half: file events, builds, the cluster, ``.devreg.env``.
+
+``watcher`` imports ``hookpkg``, never the reverse.
+"""
