@@ -127,6 +127,18 @@ def load(text: str, filename: str) -> tuple[Node | None, list[Diagnostic]]:
     return builder.build(root, ""), builder.diagnostics
 
 
+def load_all(text: str, filename: str) -> list[Node]:
+    """Every document of a multi-document file (Kubernetes manifests)."""
+    try:
+        roots = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as e:
+        raise YamlError(_syntax_diagnostic(e, text, filename)) from None
+    except yaml.YAMLError as e:  # pragma: no cover
+        raise YamlError(Diagnostic(filename, 1, 1, "error", "", f"invalid YAML: {e}")) from None
+    builder = _Builder(filename)
+    return [builder.build(r, "") for r in roots if r is not None]
+
+
 def _syntax_diagnostic(e: yaml.MarkedYAMLError, text: str, filename: str) -> Diagnostic:
     mark = e.problem_mark or e.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

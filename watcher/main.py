@@ -18,7 +18,7 @@ from typing import Any
 # command -> (module, function)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("hookpkg.commands.check", "check"),
-    "preview": ("hookpkg.commands.preview", "preview"),
+    "preview": ("watcher.commands.preview", "preview"),
     "up": ("watcher.commands.up", "up"),
     "down": ("watcher.commands.down", "down"),
     "status": ("watcher.commands.status", "status"),
@@ -64,7 +64,7 @@ def make_parser() -> argparse.ArgumentParser:
         description="DevSpace's localRegistry for any project: validate and preview image "
         "rewrites, deploy a registry into the cluster, rebuild and deliver images on change.",
     )
-    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-V", "--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("check", help="validate localRegistry and preview rewrites (the pre-commit hook)")
@@ -111,6 +111,14 @@ def make_parser() -> argparse.ArgumentParser:
     _common(p, formats=("dotenv", "json"))
     p.add_argument("--image", metavar="KEY", help="only this image's variables")
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version`` without reading package metadata on every run (the hook's
+    start-up time matters)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        parser.exit(message=f"devreg {_version()}\n")
 
 
 def _version() -> str:

@@ -1,0 +1,141 @@
+"""Collect results, then report: compiler-style text or one JSON document."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, TextIO
+
+from hookpkg.errors import Diagnostic
+from hookpkg.rewrite import ImagePreview, Preview
+from hookpkg.variables import HOOK_IMAGE_VAR, REGISTRY_VAR
+
+JSON_VERSION = 1
+Status = Literal["ok", "error", "unreadable", "not-applicable"]
+
+
+@dataclass
+class FileResult:
+    file: str
+    status: Status = "ok"
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    preview: Preview | None = None
+    message: str | None = None  # for unreadable / not-applicable files
+
+    @property
+    def errors(self) -> int:
+        return sum(d.severity == "error" for d in self.diagnostics)
+
+    @property
+    def warnings(self) -> int:
+        return sum(d.severity == "warning" for d in self.diagnostics)
+
+
+def exit_code(results: list[FileResult]) -> int:
+    """2 when a file could not be read, else 1 when any has errors, else 0."""
+    if any(r.status == "unreadable" for r in results):
+        return 2
+    if any(r.status == "error" for r in results):
+        return 1
+    return 0
+
+
+# --- text -------------------------------------------------------------------
+
+def _path_word(p: ImagePreview, preview: Preview) -> str:
+    if p.path == "kind-load":
+        return f"kind-load (kind cluster {preview.cluster.kind_name})"
+    return p.path
+
+
+def write_preview_text(preview: Preview, file: str, out: TextIO) -> None:
+    out.write(f"{file}: preview for {preview.cluster.describe()}, registry {preview.registry}\n")
+    for name in preview.unresolved:
+        out.write(f"  note: {name} is an unresolved expression; its default is shown\n")
+    if not preview.images:
+        out.write("  no images configured\n")
+    for p in preview.images:
+        unresolved = "" if p.resolved else " (image is an unresolved expression)"
+        out.write(f"  image {p.key}: {_path_word(p, preview)}{unresolved}\n")
+        for loc in p.locations:
+            arrow = f"{loc.original} -> {loc.rewritten}" if loc.rewritten != loc.original else f"{loc.original} (unchanged)"
+            out.write(f"    {loc.file}:{loc.line}:{loc.col}: {loc.path}: {arrow}\n")
+        for name, value in p.variables.items():
+            out.write(f"    {name}={value}\n")
+    for name in (REGISTRY_VAR, HOOK_IMAGE_VAR):
+        if name in preview.variables:
+            out.write(f"  {name}={preview.variables[name]}\n")
+    for note in preview.notes:
+        out.write(note.format() + "\n")
+
+
+def write_text(results: list[FileResult], out: TextIO, *, show_preview: bool = True) -> None:
+    for r in results:
+        for d in r.diagnostics:
+            out.write(d.format() + "\n")
+        if r.message:
+            out.write(f"{r.file}: {'note' if r.status == 'not-applicable' else 'error'}: {r.message}\n")
+        if show_preview and r.preview is not None:
+            write_preview_text(r.preview, r.file, out)
+    errors = sum(r.errors for r in results)
+    warnings = sum(r.warnings for r in results)
+    if errors or warnings:
+        out.write(f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}\n")
+
+
+# --- JSON -------------------------------------------------------------------
+
+def diagnostic_dict(d: Diagnostic) -> dict[str, Any]:
+    return {"file": d.file, "line": d.line, "column": d.col, "severity": d.severity,
+            "path": d.path, "message": d.message}
+
+
+def preview_dict(preview: Preview) -> dict[str, Any]:
+    return {
+        "cluster": {"kind": preview.cluster.kind, "context": preview.cluster.context,
+                    "kind_cluster": preview.cluster.kind_name},
+        "registry": preview.registry,
+        "unresolved": list(preview.unresolved),
+        "images": [
+            {
+                "key": p.key,
+                "image": p.image,
+                "path": p.path,
+                "resolved": p.resolved,
+                "repository": p.repository,
+                "tag": p.tag,
+                "locations": [loc.as_dict() for loc in p.locations],
+                "variables": p.variables,
+            }
+            for p in preview.images
+        ],
+        "variables": preview.variables,
+        "notes": [diagnostic_dict(n) for n in preview.notes],
+    }
+
+
+def to_json(results: list[FileResult]) -> dict[str, Any]:
+    return {
+        "version": JSON_VERSION,
+        "ok": exit_code(results) == 0,
+        "files": [
+            {
+                "file": r.file,
+                "status": r.status,
+                "message": r.message,
+                "diagnostics": [diagnostic_dict(d) for d in r.diagnostics],
+                "preview": preview_dict(r.preview) if r.preview is not None else None,
+            }
+            for r in results
+        ],
+        "summary": {
+            "files": len(results),
+            "errors": sum(r.errors for r in results),
+            "warnings": sum(r.warnings for r in results),
+        },
+    }
+
+
+def write_json(results: list[FileResult], out: TextIO) -> None:
+    json.dump(to_json(results), out, indent=2)
+    out.write("\n")

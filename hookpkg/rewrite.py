@@ -1,0 +1,266 @@
+"""The rewrite engine (SPEC §4): every place an image URL appears, and what it
+becomes. Files are only read; the result points at node positions.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from hookpkg import yamlpos
+from hookpkg.config import Config, Image, Loaded, Source, split_tag
+from hookpkg.delivery import Cluster, PathWord, delivery_path, uses_local_registry
+from hookpkg.errors import Diagnostic
+from hookpkg.reference import InvalidReference, normalized, parse_reference, rewrite_repository
+from hookpkg.variables import TAG_PLACEHOLDER, Delivered, all_variables, names_for
+from hookpkg.vars import has_expression
+from hookpkg.yamlpos import Node, join
+
+_HELPER = re.compile(r"\b(image|tag)\(\s*([A-Za-z0-9_.\-]+)\s*\)")
+_RUNTIME = re.compile(r"\$\{runtime\.images\.([A-Za-z0-9_\-]+)(?:\.(image|tag))?\}")
+
+
+class Location(NamedTuple):
+    """One place an image URL appears, and what it becomes."""
+
+    file: str
+    line: int
+    col: int
+    path: str
+    original: str
+    rewritten: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file, "line": self.line, "column": self.col, "path": self.path,
+            "original": self.original, "rewritten": self.rewritten,
+        }
+
+
+@dataclass
+class ImagePreview:
+    key: str
+    image: str
+    path: PathWord
+    repository: str  # what the cluster pulls (rewritten or original)
+    tag: str
+    resolved: bool
+    locations: list[Location] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rewritten(self) -> bool:
+        return uses_local_registry(self.path)
+
+
+@dataclass
+class Preview:
+    registry: str  # ``localhost:[NODE_PORT]``, ``localhost:31234`` or a KEP-1755 host
+    cluster: Cluster
+    images: list[ImagePreview]
+    variables: dict[str, str]
+    notes: list[Diagnostic] = field(default_factory=list)
+    unresolved: tuple[str, ...] = ()
+
+
+def known_tag(image: Image) -> str:
+    """The first configured tag when it is fixed; ``<tag>`` otherwise (content
+    tags, ``#`` random letters and unresolved expressions are known only at build)."""
+    if image.tags and "#" not in image.tags[0] and not has_expression(image.tags[0]):
+        return image.tags[0]
+    return TAG_PLACEHOLDER
+
+
+def make_preview(
+    loaded: Loaded,
+    config: Config,
+    cluster: Cluster,
+    *,
+    registry_host: str,
+    push_allowed: Mapping[str, bool] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Preview:
+    """``registry_host`` is ``localhost:<nodePort>`` (or the placeholder, or a
+    KEP-1755 host); ``tags`` are the built tags when known (the watcher)."""
+    previews: dict[str, ImagePreview] = {}
+    for key, image in config.images.items():
+        word = delivery_path(image, config.local_registry, cluster,
+                             push_allowed=(push_allowed or {}).get(key))
+        repository = image.image
+        if uses_local_registry(word) and image.resolved:
+            try:
+                repository = rewrite_repository(parse_reference(image.image), registry_host)
+            except InvalidReference:
+                pass
+        tag = (tags or {}).get(key) or known_tag(image)
+        previews[key] = ImagePreview(key, image.image, word, repository, tag, image.resolved)
+    engine = _Engine(loaded, config, previews)
+    engine.run()
+    delivered = {k: Delivered(p.repository, p.tag) for k, p in previews.items()}
+    uses_registry = any(p.rewritten for p in previews.values())
+    variables = all_variables(delivered, registry=registry_host if uses_registry else None,
+                              image_count=len(config.images))
+    for p in previews.values():
+        p.variables = {k: v for k, v in variables.items() if k in names_for(p.key)}
+    return Preview(registry_host, cluster, list(previews.values()), variables, engine.notes,
+                   config.local_registry.unresolved)
+
+
+class _Engine:
+    def __init__(self, loaded: Loaded, config: Config, previews: dict[str, ImagePreview]) -> None:
+        self.loaded, self.config, self.previews = loaded, config, previews
+        self.notes: list[Diagnostic] = []
+        self.index: dict[str, str] = {}
+        for key, p in previews.items():
+            if p.resolved:
+                self.index.setdefault(normalized(p.image), key)
+
+    def match(self, value: str) -> tuple[str, str | None] | None:
+        """The image key a string names (with its written tag), or None."""
+        resolved = self.loaded.vars.resolve(value)
+        if not resolved.complete:
+            return None
+        repo, tag = split_tag(resolved.value.strip())
+        key = self.index.get(normalized(repo))
+        return (key, tag) if key is not None else None
+
+    def add(self, key: str, src: Source | str, node: Node, path: str, rewritten: str) -> None:
+        file = src if isinstance(src, str) else src.display
+        original = str(node.value)
+        self.previews[key].locations.append(Location(file, node.line, node.col, path, original, rewritten))
+
+    def run(self) -> None:
+        for key, (src, node) in self.loaded.images.items():
+            image = node.get("image") if node.is_map else None
+            if image is not None and key in self.previews:
+                self.add(key, src, image, join(join("images", key), "image"), self.previews[key].repository)
+        for src in self.loaded.sources:
+            self.selectors(src)
+            self.deployments(src)
+
+    def selectors(self, src: Source) -> None:
+        """Dev selectors keep the tag written there: they pick a container."""
+        spots: list[tuple[str, Node]] = []
+        dev = src.root.get("dev")
+        if dev is not None and dev.is_map:
+            for name, cfg in dev.value.items():
+                for field_name in ("imageSelector", "devImage"):
+                    node = cfg.get(field_name) if cfg.is_map else None
+                    if node is not None:
+                        spots.append((join(join("dev", name), field_name), node))
+        hooks = src.root.get("hooks")
+        if hooks is not None and hooks.is_seq:
+            for i, hook in enumerate(hooks.value):
+                container = hook.get("container") if hook.is_map else None
+                node = container.get("imageSelector") if container is not None and container.is_map else None
+                if node is not None:
+                    spots.append((f"hooks[{i}].container.imageSelector", node))
+        for path, node in spots:
+            if not isinstance(node.value, str):
+                continue
+            hit = self.match(node.value)
+            if hit is not None:
+                key, tag = hit
+                repo = self.previews[key].repository
+                self.add(key, src, node, path, f"{repo}:{tag}" if tag else repo)
+
+    def built(self, key: str) -> str:
+        p = self.previews[key]
+        return f"{p.repository}:{p.tag}"
+
+    def deployments(self, src: Source) -> None:
+        deployments = src.root.get("deployments")
+        if deployments is None or not deployments.is_map:
+            return
+        for name, dep in deployments.value.items():
+            if not dep.is_map:
+                continue
+            base = join("deployments", name)
+            helm = dep.get("helm")
+            values = helm.get("values") if helm is not None and helm.is_map else None
+            if values is not None:
+                for path, node in values.walk(join(join(base, "helm"), "values")):
+                    if isinstance(node.value, str):
+                        self.helm_value(src, node, path)
+            kubectl = dep.get("kubectl")
+            manifests = kubectl.get("manifests") if kubectl is not None and kubectl.is_map else None
+            if manifests is not None and manifests.is_seq:
+                for i, entry in enumerate(manifests.value):
+                    if isinstance(entry.value, str):
+                        self.manifest(src, entry, f"{join(join(base, 'kubectl'), 'manifests')}[{i}]")
+
+    def helm_value(self, src: Source, node: Node, path: str) -> None:
+        value: str = node.value
+        if value in self.config.images and not self.match(value):
+            return  # an image *key* (``image: app``) is not an image
+        hit = self.match(value)
+        if hit is not None:
+            self.add(hit[0], src, node, path, self.built(hit[0]))
+            return
+        touched: list[str] = []
+
+        def helper(m: re.Match[str]) -> str:
+            key = m.group(2)
+            if key not in self.previews:
+                return m.group(0)
+            touched.append(key)
+            p = self.previews[key]
+            return p.repository if m.group(1) == "image" else p.tag
+
+        def runtime(m: re.Match[str]) -> str:
+            key = m.group(1)
+            if key not in self.previews:
+                return m.group(0)
+            touched.append(key)
+            p = self.previews[key]
+            return {"image": p.repository, "tag": p.tag, None: self.built(key)}[m.group(2)]
+
+        rewritten = _RUNTIME.sub(runtime, _HELPER.sub(helper, value))
+        for key in dict.fromkeys(touched):
+            self.add(key, src, node, path, rewritten)
+
+    def manifest(self, src: Source, entry: Node, where: str) -> None:
+        pattern = entry.value
+        if has_expression(pattern) or "://" in pattern:
+            return
+        base = self.config.directory
+        matches = sorted(glob.glob(str(base / pattern), recursive=True))
+        files: list[Path] = []
+        for m in matches:
+            p = Path(m)
+            if p.is_dir():
+                files += sorted(q for q in p.iterdir() if q.suffix in (".yaml", ".yml"))
+            elif p.suffix in (".yaml", ".yml"):
+                files.append(p)
+        if not files:
+            self.notes.append(Diagnostic(src.display, entry.line, entry.col, "note", where,
+                                         f"manifest {pattern!r} not found; its images are not previewed"))
+            return
+        for path in files:
+            self.manifest_file(path, src, entry, where)
+
+    def manifest_file(self, path: Path, src: Source, entry: Node, where: str) -> None:
+        display = str(path.relative_to(self.config.directory)) if path.is_relative_to(self.config.directory) else str(path)
+        try:
+            docs = yamlpos.load_all(path.read_text(encoding="utf-8"), display)
+        except (OSError, UnicodeDecodeError, yamlpos.YamlError) as e:
+            self.notes.append(Diagnostic(src.display, entry.line, entry.col, "note", where,
+                                         f"manifest {display!r} cannot be read ({e}); its images are not previewed"))
+            return
+        for i, doc in enumerate(docs):
+            for node_path, node in _image_fields(doc, f"[{i}]" if len(docs) > 1 else ""):
+                hit = self.match(node.value)
+                if hit is not None:
+                    self.add(hit[0], display, node, node_path, self.built(hit[0]))
+
+
+def _image_fields(doc: Node, prefix: str) -> Iterator[tuple[str, Node]]:
+    for path, node in doc.walk(prefix):
+        if node.is_map:
+            image = node.get("image")
+            if image is not None and isinstance(image.value, str):
+                yield join(path, "image"), image

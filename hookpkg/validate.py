@@ -1,0 +1,229 @@
+"""Semantic validation of ``localRegistry`` and the images it rewrites (SPEC §1).
+
+Every rule yields a :class:`~hookpkg.errors.Diagnostic` pointing at the
+offending node; nothing here raises for bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from hookpkg import schema
+from hookpkg.config import DEFAULT_PORT, DEFAULT_REGISTRY_IMAGE, Loaded, Source, builder_of, scalar_from_text
+from hookpkg.errors import Diagnostic, Severity
+from hookpkg.reference import InvalidReference, parse_reference
+from hookpkg.variables import collisions
+from hookpkg.vars import has_expression
+from hookpkg.yamlpos import Node, is_yaml11_bool_word, join
+
+_BOOL_FIELDS = ("enabled", "localbuild")
+_IMAGE_FIELDS = ("image", "buildKitImage")
+# Subtrees that hold user data (helm values, variables), where a key named
+# ``localRegistry`` is not devreg's business.
+_DATA_KEYS = frozenset({"values", "vars", "valuesFiles", "patches", "env"})
+
+
+def _diag(src: Source, node: Node, severity: Severity, path: str, message: str) -> Diagnostic:
+    return Diagnostic(src.display, node.line, node.col, severity, path, message)
+
+
+def validate(loaded: Loaded) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for src in loaded.sources:
+        out.extend(_misplaced(src))
+        out.extend(_profiles(src, loaded))
+    enabled: bool | None = None
+    if loaded.local_registry is not None:
+        src, node = loaded.local_registry
+        out.extend(_local_registry(src, node, loaded, "localRegistry"))
+        enabled_node = node.get("enabled") if node.is_map else None
+        if enabled_node is not None:
+            value, complete = _resolved(enabled_node, loaded)
+            enabled = value if complete and isinstance(value, bool) else None
+    out.extend(_images(loaded, enabled))
+    return out
+
+
+def _resolved(node: Node, loaded: Loaded) -> tuple[object, bool]:
+    if isinstance(node.value, str) and has_expression(node.value):
+        res = loaded.vars.resolve(node.value)
+        return (scalar_from_text(res.value), True) if res.complete else (node.value, False)
+    return node.value, True
+
+
+def _local_registry(src: Source, node: Node, loaded: Loaded, path: str) -> Iterator[Diagnostic]:
+    if node.value is None:
+        return  # ``localRegistry:`` alone means all defaults
+    if not node.is_map:
+        yield _diag(src, node, "error", path,
+                    f"localRegistry must be a mapping of settings, got {node.kind_name()}")
+        return
+    for err in schema.validate_local_registry(node, path):
+        yield _diag(src, err.node, "error", err.path, err.message)
+    yield from _yaml11_bools(src, node, path)
+    yield from _resolved_values(src, node, loaded, path)
+    yield from _references(src, node, loaded, path)
+    yield from _warnings(src, node, path)
+
+
+def _yaml11_bools(src: Source, node: Node, path: str) -> Iterator[Diagnostic]:
+    targets = [(k, node.get(k)) for k in _BOOL_FIELDS]
+    p = node.get("persistence")
+    if p is not None and p.is_map:
+        targets.append(("persistence.enabled", p.get("enabled")))
+    for key, child in targets:
+        if child is not None and is_yaml11_bool_word(child):
+            word = "true" if child.value else "false"
+            yield _diag(src, child, "warning", f"{path}.{key}",
+                        f"{child.text!r} is read as {word} (YAML 1.1); write {word}")
+
+
+def _resolved_values(src: Source, node: Node, loaded: Loaded, path: str) -> Iterator[Diagnostic]:
+    """Fields written as ``${VAR}`` are checked again once the variable is known."""
+    fields: list[tuple[tuple[str, ...], Node]] = [
+        ((k,), child) for k, child in node.value.items() if k != "persistence"
+    ]
+    p = node.get("persistence")
+    if p is not None and p.is_map:
+        fields += [(("persistence", k), child) for k, child in p.value.items()]
+    for keys, child in fields:
+        if not (isinstance(child.value, str) and has_expression(child.value)):
+            continue
+        value, complete = _resolved(child, loaded)
+        if not complete:
+            continue
+        try:
+            sub = schema.property_schema(*keys)
+        except KeyError:
+            continue  # an unknown key: already reported
+        probe = Node(value, child.line, child.col, child.tag, str(value))
+        for err in schema.validate_value(probe, sub, join(path, ".".join(keys))):
+            yield _diag(src, child, "error", err.path,
+                        f"{child.value!r} resolves to {value!r}: {err.message}")
+
+
+def _references(src: Source, node: Node, loaded: Loaded, path: str) -> Iterator[Diagnostic]:
+    for key in _IMAGE_FIELDS:
+        child = node.get(key)
+        if child is None or not isinstance(child.value, str) or not child.value:
+            continue
+        value, complete = _resolved(child, loaded)
+        if not complete or not isinstance(value, str):
+            continue
+        try:
+            parse_reference(value)
+        except InvalidReference as e:
+            yield _diag(src, child, "error", f"{path}.{key}", f"not a valid image reference: {e}")
+
+
+def _warnings(src: Source, node: Node, path: str) -> Iterator[Diagnostic]:
+    p = node.get("persistence")
+    if p is not None and p.is_map:
+        enabled = p.get("enabled")
+        if enabled is None or enabled.value is not True:
+            others = [k for k in p.value if k != "enabled"]
+            if others and not (enabled is not None and isinstance(enabled.value, str)):
+                first = p.keys[others[0]]
+                yield _diag(src, first, "warning", f"{path}.persistence.{others[0]}",
+                            "persistence settings have no effect while persistence.enabled is not true")
+    port, image = node.get("port"), node.get("image")
+    if (
+        port is not None and isinstance(port.value, int) and port.value != DEFAULT_PORT
+        and image is not None and isinstance(image.value, str) and image.value != DEFAULT_REGISTRY_IMAGE
+    ):
+        yield _diag(src, port, "warning", f"{path}.port",
+                    f"port {port.value} with a custom image: devreg sets REGISTRY_HTTP_ADDR=:{port.value}, "
+                    f"which the distribution registry honours; {image.value!r} may ignore it")
+
+
+def _images(loaded: Loaded, enabled: bool | None) -> Iterator[Diagnostic]:
+    keys: list[str] = []
+    where: dict[str, tuple[Source, Node]] = {}
+    for src in loaded.sources:
+        images = src.root.get("images")
+        if images is None or images.value is None:
+            continue
+        if not images.is_map:
+            yield _diag(src, images, "error", "images", f"expected a mapping of images, got {images.kind_name()}")
+    for key, (src, node) in loaded.images.items():
+        path = join("images", key)
+        keys.append(key)
+        where[key] = (src, src.root.value["images"].keys.get(key, node))
+        if not node.is_map:
+            yield _diag(src, node, "error", path, f"expected a mapping with an 'image' field, got {node.kind_name()}")
+            continue
+        image = node.get("image")
+        if image is None:
+            yield _diag(src, where[key][1], "error", path, "missing required field 'image'")
+            continue
+        if not isinstance(image.value, str):
+            yield _diag(src, image, "error", f"{path}.image", f"expected an image reference, got {image.kind_name()}")
+            continue
+        value, complete = _resolved(image, loaded)
+        if not complete or not isinstance(value, str):
+            continue
+        try:
+            ref = parse_reference(value)
+        except InvalidReference as e:
+            shown = f"{value!r} (from {image.value!r})" if value != image.value else repr(value)
+            yield _diag(src, image, "error", f"{path}.image", f"{shown} is not a valid image reference: {e}")
+            continue
+        builder = builder_of(node)
+        eligible = builder in ("docker", "buildkit")
+        if ref.digest and eligible and enabled is not False:
+            msg = "digest-pinned images cannot be rebuilt into the local registry; remove the @digest"
+            if enabled is True:
+                yield _diag(src, image, "error", f"{path}.image", msg)
+            else:
+                yield _diag(src, image, "warning", f"{path}.image",
+                            msg + " (only a problem if the push is refused and the local registry is used)")
+        if enabled is True and not eligible:
+            how = {"kaniko": "kaniko", "custom": "a custom build", "buildkit-incluster": "buildKit.inCluster"}[builder]
+            yield _diag(src, where[key][1], "warning", path,
+                        f"built with {how}: the local registry does not apply to it (enabled: true is "
+                        "ignored for this image, it is pushed to its own registry)")
+    for later, (earlier, name) in collisions(keys).items():
+        src, key_node = where[later]
+        yield _diag(src, key_node, "error", join("images", later),
+                    f"image keys {earlier!r} and {later!r} both define the variable {name}; rename one")
+
+
+def _misplaced(src: Source) -> Iterator[Diagnostic]:
+    """``localRegistry`` only means something at the top level (DevSpace's
+    own "invalid" fixture nests it under ``images.app``)."""
+
+    def walk(node: Node, path: str, depth: int) -> Iterator[Diagnostic]:
+        if not node.is_map or depth > 8:
+            return
+        for key, child in node.value.items():
+            if key == "localRegistry" and depth > 0:
+                yield _diag(src, node.keys[key], "error", join(path, key),
+                            "localRegistry belongs at the top level of the config; move it there")
+            if key in _DATA_KEYS or (depth == 0 and key == "profiles"):
+                continue
+            if child.is_map:
+                yield from walk(child, join(path, key), depth + 1)
+            elif child.is_seq:
+                for i, item in enumerate(child.value):
+                    yield from walk(item, f"{join(path, key)}[{i}]", depth + 1)
+
+    yield from walk(src.root, "", 0)
+
+
+def _profiles(src: Source, loaded: Loaded) -> Iterator[Diagnostic]:
+    """Profiles ``merge``/``replace`` whole sections: a ``localRegistry`` there
+    is a top-level one and gets the same checks."""
+    profiles = src.root.get("profiles")
+    if profiles is None or not profiles.is_seq:
+        return
+    for i, profile in enumerate(profiles.value):
+        if not profile.is_map:
+            continue
+        for section in ("merge", "replace"):
+            body = profile.get(section)
+            if body is None or not body.is_map:
+                continue
+            lr = body.get("localRegistry")
+            if lr is not None:
+                path = f"profiles[{i}].{section}.localRegistry"
+                yield from _local_registry(src, lr, loaded, path)
