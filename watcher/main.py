@@ -64,7 +64,7 @@ def make_parser() -> argparse.ArgumentParser:
         description="DevSpace's localRegistry for any project: validate and preview image "
         "rewrites, deploy a registry into the cluster, rebuild and deliver images on change.",
     )
-    parser.add_argument("-V", "--version", action=_VersionAction, nargs=0, help="show the version and exit")
+    parser.add_argument("-V", "--version", action=_VersionAction, nargs=0, dest="version", default=argparse.SUPPRESS, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("check", help="validate localRegistry and preview rewrites (the pre-commit hook)")
