@@ -100,6 +100,9 @@ def make_preview(
         previews[key] = ImagePreview(key, image.image, word, repository, tag, image.resolved)
     engine = _Engine(loaded, config, previews)
     engine.run()
+    for p in previews.values():
+        p.locations.sort(key=lambda loc: (loc.file != loaded.main.display if loaded.main else False,
+                                          loc.file, loc.line, loc.col))
     delivered = {k: Delivered(p.repository, p.tag) for k, p in previews.items()}
     uses_registry = any(p.rewritten for p in previews.values())
     variables = all_variables(delivered, registry=registry_host if uses_registry else None,

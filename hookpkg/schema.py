@@ -95,7 +95,10 @@ class Validator:
                 return
             # Report the failure of the branch whose type fits (70000 for a
             # port is out of range, not "not an expression"); else say what fits.
-            fitting = [r for b, r in zip(branches, results) if self._types_fit(value, b)]
+            fitting = [
+                r for b, r in zip(branches, results, strict=True)
+                if self._types_fit(value, b) and not b.get("x-expression")
+            ]
             if len(fitting) == 1:
                 yield from fitting[0]
             else:

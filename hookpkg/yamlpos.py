@@ -155,7 +155,7 @@ def _syntax_diagnostic(e: yaml.MarkedYAMLError, text: str, filename: str) -> Dia
     else:
         context = f"{e.context}, " if e.context else ""
         msg = f"invalid YAML: {context}{problem}"
-        if "expected a single document" in problem:
+        if "expected a single document" in f"{e.context} {problem}":
             msg = "devspace.yaml must hold a single YAML document; remove the extra '---'"
     return Diagnostic(filename, line, col, "error", "", msg)
 
