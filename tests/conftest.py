@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 # Every module in tests/plugins/ is a pytest plugin (the test environment,
 # BuildKit, …); listing them by file keeps this file out of merge conflicts.
@@ -9,3 +12,22 @@ pytest_plugins = sorted(
     for p in (Path(__file__).parent / "plugins").glob("*.py")
     if p.stem != "__init__"
 )
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """Real-world devspace.yaml files, in ``../shared/corpus`` beside the checkout."""
+    path = Path(os.environ.get("DEVREG_CORPUS", REPO.parent / "shared" / "corpus" / "devspace-real"))
+    if not path.is_dir():
+        msg = f"the devspace.yaml corpus is missing at {path} (set DEVREG_CORPUS)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path

@@ -1,0 +1,67 @@
+"""The bundled schema: valid against its metaschema, closed, and interpreted
+by hookpkg.schema exactly as the jsonschema library reads it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hookpkg.schema import local_registry_schema, validate_local_registry
+from hookpkg.yamlpos import Node, load
+
+
+def test_schema_is_valid_against_its_metaschema() -> None:
+    schema = local_registry_schema()
+    jsonschema.validators.validator_for(schema).check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_schema_is_closed() -> None:
+    schema = local_registry_schema()
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["persistence"]["additionalProperties"] is False
+
+
+def as_node(value: Any) -> Node:
+    import yaml
+
+    root, _ = load(yaml.safe_dump({"x": value}), "t")
+    assert root is not None
+    node = root.get("x")
+    assert node is not None
+    return node
+
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-10, 70000), st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "5Gi", "1.5Mi", "5GB", "reg", "My_Reg", "${X}", "$(cmd)", "registry:2", "a" * 70, "-x"]),
+    st.text(max_size=8),
+)
+keys = st.sampled_from(["enabled", "localbuild", "namespace", "name", "image", "buildKitImage", "port",
+                        "persistence", "locaBuild", "extra"])
+persistence = st.dictionaries(st.sampled_from(["enabled", "size", "storageClassName", "sise"]), scalars, max_size=4)
+documents = st.one_of(
+    st.none(), scalars, st.lists(scalars, max_size=2),
+    st.dictionaries(keys, st.one_of(scalars, persistence), max_size=6),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents)
+def test_interpreter_agrees_with_jsonschema(doc: Any) -> None:
+    schema = local_registry_schema()
+    reference = jsonschema.Draft202012Validator(schema)
+    assert (not validate_local_registry(as_node(doc))) == reference.is_valid(doc)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [{"port": 5000}, {"port": "${P}"}, {"persistence": {"size": 1024}}, None, {"enabled": "$(x)"}],
+)
+def test_examples_valid_in_both(doc: Any) -> None:
+    assert jsonschema.Draft202012Validator(local_registry_schema()).is_valid(doc)
+    assert validate_local_registry(as_node(doc)) == []
