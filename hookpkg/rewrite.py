@@ -16,7 +16,7 @@ from hookpkg.config import Config, Image, Loaded, Source, split_tag
 from hookpkg.delivery import Cluster, PathWord, delivery_path, uses_local_registry
 from hookpkg.errors import Diagnostic
 from hookpkg.reference import InvalidReference, normalized, parse_reference, rewrite_repository
-from hookpkg.variables import TAG_PLACEHOLDER, Delivered, all_variables, names_for
+from hookpkg.variables import TAG_PLACEHOLDER, Delivered, all_variables, image_variables
 from hookpkg.vars import has_expression
 from hookpkg.yamlpos import Node, join
 
@@ -108,7 +108,7 @@ def make_preview(
     variables = all_variables(delivered, registry=registry_host if uses_registry else None,
                               image_count=len(config.images))
     for p in previews.values():
-        p.variables = {k: v for k, v in variables.items() if k in names_for(p.key)}
+        p.variables = dict(sorted(image_variables(p.key, delivered[p.key]).items()))
     return Preview(registry_host, cluster, list(previews.values()), variables, engine.notes,
                    config.local_registry.unresolved)
 
