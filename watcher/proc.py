@@ -1,0 +1,133 @@
+"""The one subprocess wrapper of the watcher (and the in-cluster backend).
+
+Commands are tuples built by small pure functions elsewhere (so tests can read
+them); this module only runs them. Every child gets its own process group
+(``start_new_session``) so that stopping it reaches its own children too, and
+so that a ``^C`` in the terminal reaches devreg alone: devreg decides when a
+build dies, through ``cancel`` or its own shutdown. Stopping escalates from
+SIGTERM to SIGKILL after a grace period (watchdog's tricks do the same).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, NamedTuple
+
+DEFAULT_GRACE = 2.0
+TAIL_LINES = 40
+# How often a running command looks at its cancel event. Cancellation is the
+# only thing polled: a command's end is seen at once (its output closes).
+_CANCEL_POLL = 0.02
+
+
+class Completed(NamedTuple):
+    argv: tuple[str, ...]
+    returncode: int
+    tail: tuple[str, ...]  # the last output lines (for error reports)
+    cancelled: bool
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.cancelled
+
+
+def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the child's process group, then SIGKILL whatever is left."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # The leader is gone; make sure no straggler of its group survives.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    log: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+    grace: float = DEFAULT_GRACE,
+    tail_lines: int = TAIL_LINES,
+) -> Completed:
+    """Run ``argv``, streaming its merged stdout/stderr line by line to ``log``.
+
+    When ``cancel`` is set the child's process group is stopped and the result
+    says ``cancelled``. Never raises for a failing command (the caller decides
+    what a non-zero code means); raises ``FileNotFoundError`` when the program
+    does not exist.
+    """
+    argv = tuple(argv)
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    finished = threading.Event()
+    cancelled = threading.Event()
+
+    def watch_cancel() -> None:
+        assert cancel is not None
+        while not finished.is_set():
+            if cancel.wait(_CANCEL_POLL):
+                if not finished.is_set():
+                    cancelled.set()
+                    _kill_group(proc, grace)
+                return
+
+    watcher: threading.Thread | None = None
+    if cancel is not None:
+        watcher = threading.Thread(target=watch_cancel, name=f"proc-cancel-{proc.pid}", daemon=True)
+        watcher.start()
+    try:
+        if stdin is not None:
+            _feed(proc.stdin, stdin)
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            tail.append(line)
+            if log is not None:
+                log(line)
+        returncode = proc.wait()
+    except BaseException:
+        # Our own thread is being interrupted (KeyboardInterrupt, a bug in
+        # ``log``): never leave the child behind.
+        _kill_group(proc, grace)
+        raise
+    finally:
+        finished.set()
+        if watcher is not None:
+            watcher.join()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    return Completed(argv, returncode, tuple(tail), cancelled.is_set(), time.monotonic() - started)
+
+
+def _feed(pipe: IO[bytes] | None, data: bytes) -> None:
+    assert pipe is not None
+    with contextlib.suppress(BrokenPipeError):
+        pipe.write(data)
+    with contextlib.suppress(BrokenPipeError):
+        pipe.close()
