@@ -26,14 +26,33 @@ TYPICAL = REPO / "tests" / "hook_examples" / "positive" / "devspace.yaml"
 
 
 def many_images(n: int) -> str:
-    lines = ["version: v2beta1", "name: big", "localRegistry:", "  enabled: true", "  localbuild: true", "images:"]
+    lines = [
+        "version: v2beta1",
+        "name: big",
+        "localRegistry:",
+        "  enabled: true",
+        "  localbuild: true",
+        "images:",
+    ]
     for i in range(n):
-        lines += [f"  svc-{i}:", f"    image: ghcr.io/acme/svc-{i}", f"    dockerfile: ./svc-{i}/Dockerfile",
-                  f"    context: ./svc-{i}", "    buildArgs:", f"      VERSION: '{i}'"]
+        lines += [
+            f"  svc-{i}:",
+            f"    image: ghcr.io/acme/svc-{i}",
+            f"    dockerfile: ./svc-{i}/Dockerfile",
+            f"    context: ./svc-{i}",
+            "    buildArgs:",
+            f"      VERSION: '{i}'",
+        ]
     lines.append("deployments:")
     for i in range(n):
-        lines += [f"  svc-{i}:", "    helm:", "      values:", "        containers:",
-                  f"        - image: ghcr.io/acme/svc-{i}", f"          name: svc-{i}"]
+        lines += [
+            f"  svc-{i}:",
+            "    helm:",
+            "      values:",
+            "        containers:",
+            f"        - image: ghcr.io/acme/svc-{i}",
+            f"          name: svc-{i}",
+        ]
     lines.append("dev:")
     for i in range(0, n, 4):
         lines += [f"  svc-{i}:", f"    imageSelector: ghcr.io/acme/svc-{i}"]
@@ -64,18 +83,25 @@ def main() -> int:
     args = parser.parse_args()
     devreg, cj = tool("devreg"), tool("check-jsonschema")
     with tempfile.TemporaryDirectory() as tmp:
-        schema = json.loads((REPO / "hookpkg" / "schemas" / "local-registry.schema.json").read_text())
+        schema = json.loads(
+            (REPO / "hookpkg" / "schemas" / "local-registry.schema.json").read_text()
+        )
         wrapper = {
             "$schema": schema["$schema"],
             "type": "object",
-            "properties": {"localRegistry": {k: v for k, v in schema.items() if k not in ("$schema", "$id", "$defs")}},
+            "properties": {
+                "localRegistry": {
+                    k: v for k, v in schema.items() if k not in ("$schema", "$id", "$defs")
+                }
+            },
             "$defs": schema["$defs"],  # the section's "#/$defs/…" references resolve at the root
         }
         schema_file = Path(tmp) / "document.schema.json"
         schema_file.write_text(json.dumps(wrapper))
         big = Path(tmp) / "devspace.yaml"
         big.write_text(many_images(200))
-        print(f"{'file':<28} {'devreg':>9} {'check-jsonschema':>17} {'ratio':>7}  (median of {args.runs}, target <= 0.5)")
+        head = f"{'file':<28} {'devreg':>9} {'check-jsonschema':>17} {'ratio':>7}"
+        print(f"{head}  (median of {args.runs}, target <= 0.5)")
         worst = 0.0
         for label, path in (("typical devspace.yaml", TYPICAL), ("200 images", big)):
             ours: list[float] = []

@@ -123,7 +123,9 @@ def read_text(path: Path, display: str) -> str:
     except IsADirectoryError:
         raise FatalError(f"{display}: is a directory, not a config file", exit_code=2) from None
     except UnicodeDecodeError as e:
-        raise FatalError(f"{display}: not UTF-8 text ({e.reason} at byte {e.start})", exit_code=2) from None
+        raise FatalError(
+            f"{display}: not UTF-8 text ({e.reason} at byte {e.start})", exit_code=2
+        ) from None
     except OSError as e:
         raise FatalError(f"{display}: cannot read: {e.strerror}", exit_code=2) from None
 
@@ -139,8 +141,14 @@ def _parse(text: str, path: Path, display: str, out: Loaded) -> Source | None:
         root = Node({}, 1, 1, "tag:yaml.org,2002:map")
     if not root.is_map:
         out.diagnostics.append(
-            Diagnostic(display, root.line, root.col, "error", "",
-                       f"a devspace config must be a mapping at the top level, got {root.kind_name()}")
+            Diagnostic(
+                display,
+                root.line,
+                root.col,
+                "error",
+                "",
+                f"a devspace config must be a mapping at the top level, got {root.kind_name()}",
+            )
         )
         return None
     return Source(path, display, root)
@@ -191,20 +199,34 @@ def _follow_imports(source: Source, out: Loaded, seen: set[Path]) -> None:
         return
     if not imports.is_seq:
         out.diagnostics.append(
-            Diagnostic(source.display, imports.line, imports.col, "error", "imports",
-                       f"expected a list of imports, got {imports.kind_name()}")
+            Diagnostic(
+                source.display,
+                imports.line,
+                imports.col,
+                "error",
+                "imports",
+                f"expected a list of imports, got {imports.kind_name()}",
+            )
         )
         return
     base = source.path.parent
     repo = _repo_root(base.resolve())
     for i, item in enumerate(imports.value):
         where = f"imports[{i}]"
-        path_node = item.get("path") if item.is_map else (item if isinstance(item.value, str) else None)
+        path_node = (
+            item.get("path") if item.is_map else (item if isinstance(item.value, str) else None)
+        )
         if path_node is None:
             if item.is_map and (item.get("git") is not None or item.get("url") is not None):
                 out.diagnostics.append(
-                    Diagnostic(source.display, item.line, item.col, "note", where,
-                               "remote import not followed; its images and localRegistry are not checked")
+                    Diagnostic(
+                        source.display,
+                        item.line,
+                        item.col,
+                        "note",
+                        where,
+                        "remote import not followed; its images and localRegistry are not checked",
+                    )
                 )
             continue
         raw = path_node.value
@@ -214,8 +236,14 @@ def _follow_imports(source: Source, out: Loaded, seen: set[Path]) -> None:
         display = os.path.normpath(os.path.join(os.path.dirname(source.display), raw))
         if repo is not None and not target.is_relative_to(repo):
             out.diagnostics.append(
-                Diagnostic(source.display, path_node.line, path_node.col, "warning", f"{where}.path",
-                           f"import {raw!r} is outside the repository; not checked")
+                Diagnostic(
+                    source.display,
+                    path_node.line,
+                    path_node.col,
+                    "warning",
+                    f"{where}.path",
+                    f"import {raw!r} is outside the repository; not checked",
+                )
             )
             continue
         if target in seen:
@@ -225,8 +253,14 @@ def _follow_imports(source: Source, out: Loaded, seen: set[Path]) -> None:
             text = read_text(target, display)
         except FatalError as e:
             out.diagnostics.append(
-                Diagnostic(source.display, path_node.line, path_node.col, "warning", f"{where}.path",
-                           f"import cannot be read ({e}); not checked")
+                Diagnostic(
+                    source.display,
+                    path_node.line,
+                    path_node.col,
+                    "warning",
+                    f"{where}.path",
+                    f"import cannot be read ({e}); not checked",
+                )
             )
             continue
         imported = _parse(text, target, display, out)
@@ -252,6 +286,7 @@ def _merged_vars(nodes: list[Node], env: Mapping[str, str]) -> Vars:
 
 
 # --- the typed model -------------------------------------------------------
+
 
 def scalar_from_text(text: str) -> Any:
     """A resolved ``${VAR}`` is re-read as a YAML scalar, as DevSpace does."""
@@ -288,7 +323,11 @@ def build_local_registry(loaded: Loaded) -> LocalRegistry:
         if not complete:
             unresolved.append(f"{path}.{key}")
             return default
-        if value is None or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if (
+            value is None
+            or not isinstance(value, kind)
+            or (kind is int and isinstance(value, bool))
+        ):
             return default
         return value
 
@@ -340,7 +379,9 @@ def split_tag(image: str) -> tuple[str, str | None]:
     return image, None
 
 
-def build_image(key: str, source: Source, node: Node, loaded: Loaded, directory: Path) -> Image | None:
+def build_image(
+    key: str, source: Source, node: Node, loaded: Loaded, directory: Path
+) -> Image | None:
     if not node.is_map:
         return None
     image_node = node.get("image")
@@ -357,7 +398,11 @@ def build_image(key: str, source: Source, node: Node, loaded: Loaded, directory:
 
     def text(key: str, default: str) -> str:
         value, _ = resolved_field(node.get(key), loaded)
-        return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else default
+        return (
+            str(value)
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool)
+            else default
+        )
 
     args: dict[str, str] = {}
     args_node = node.get("buildArgs")
@@ -401,7 +446,9 @@ def build_config(loaded: Loaded) -> Config:
     )
 
 
-def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> tuple[Config | None, list[Diagnostic]]:
+def load_config(
+    path: Path, *, env: Mapping[str, str] | None = None
+) -> tuple[Config | None, list[Diagnostic]]:
     """Load, validate and build: the entry point for the watcher and commands.
 
     Returns ``(None, diagnostics)`` when the config has errors.

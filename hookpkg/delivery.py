@@ -16,7 +16,9 @@ import yaml
 from hookpkg.config import Image, LocalRegistry
 
 ClusterKind = Literal["kind", "local", "remote"]
-PathWord = Literal["kind-load", "local-engine", "local-registry", "local-registry-if-refused", "own-registry"]
+PathWord = Literal[
+    "kind-load", "local-engine", "local-registry", "local-registry-if-refused", "own-registry"
+]
 _LOCAL_CONTEXTS = ("docker-desktop", "docker-for-desktop", "orbstack", "minikube")
 
 
@@ -46,7 +48,10 @@ def read_kubeconfig(paths: list[Path]) -> dict[str, Any]:
     seen: dict[str, set[str]] = {"contexts": set(), "clusters": set()}
     for path in paths:
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            data = yaml.load(
+                path.read_text(encoding="utf-8"),
+                Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader),
+            )
         except (OSError, yaml.YAMLError, UnicodeDecodeError):
             continue
         if not isinstance(data, dict):
@@ -55,8 +60,9 @@ def read_kubeconfig(paths: list[Path]) -> dict[str, Any]:
             merged["current-context"] = data["current-context"]
         for section in ("contexts", "clusters"):
             for entry in data.get(section) or []:
-                if isinstance(entry, dict) and entry.get("name") not in seen[section]:
-                    seen[section].add(entry.get("name"))
+                name = entry.get("name") if isinstance(entry, dict) else None
+                if isinstance(name, str) and name not in seen[section]:
+                    seen[section].add(name)
                     merged[section].append(entry)
     return merged
 
@@ -66,12 +72,13 @@ def _is_local_context(context: str, cluster_entry: dict[str, Any] | None) -> boo
         return True
     if cluster_entry is not None:
         for ext in (cluster_entry.get("cluster") or {}).get("extensions") or []:
-            if isinstance(ext, dict) and isinstance(ext.get("extension"), dict):
-                if ext["extension"].get("provider") == "minikube.sigs.k8s.io":
-                    return True
+            extension = ext.get("extension") if isinstance(ext, dict) else None
+            if isinstance(extension, dict) and extension.get("provider") == "minikube.sigs.k8s.io":
+                return True
     for prefix in ("vcluster_", "loft-vcluster_"):
         if prefix in context and (
-            context.endswith(("docker-desktop", "docker-for-desktop", "minikube")) or "kind-" in context
+            context.endswith(("docker-desktop", "docker-for-desktop", "minikube"))
+            or "kind-" in context
         ):
             return True
     return context.startswith(("vcluster-docker_", "loft-vcluster-docker_"))
@@ -87,7 +94,9 @@ def classify(context: str | None, kubeconfig: dict[str, Any]) -> Cluster:
     if name.startswith("kind-"):
         return Cluster("kind", name, name[len("kind-") :])
     cluster_name = (ctx.get("context") or {}).get("cluster")
-    cluster = next((c for c in kubeconfig.get("clusters", []) if c.get("name") == cluster_name), None)
+    cluster = next(
+        (c for c in kubeconfig.get("clusters", []) if c.get("name") == cluster_name), None
+    )
     if _is_local_context(name, cluster):
         return Cluster("local", name)
     return Cluster("remote", name)
@@ -106,7 +115,9 @@ def delivery_path(
     if not image.eligible:
         return "own-registry"
     if registry.enabled is False:
-        return {"kind": "kind-load", "local": "local-engine", "remote": "own-registry"}[cluster.kind]  # type: ignore[return-value]
+        return {"kind": "kind-load", "local": "local-engine", "remote": "own-registry"}[
+            cluster.kind
+        ]  # type: ignore[return-value]
     if registry.enabled is True:
         return "local-registry"
     if cluster.kind == "kind":

@@ -13,9 +13,7 @@ _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
 _COMPONENT = re.compile(rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*\Z")
 _DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = re.compile(
-    rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?\Z"
-)
+_DOMAIN = re.compile(rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?\Z")
 _TAG = re.compile(r"[\w][\w.-]{0,127}\Z")
 _DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}\Z")
 NAME_MAX = 255
@@ -78,7 +76,9 @@ def parse_reference(text: str) -> Reference:
         raise InvalidReference("the repository path is empty")
     for component in path.split("/"):
         if not component:
-            raise InvalidReference(f"empty path component in {name!r} (look for '//' or a '/' at an end)")
+            raise InvalidReference(
+                f"empty path component in {name!r} (look for '//' or a '/' at an end)"
+            )
         if not _COMPONENT.match(component):
             if component.lower() != component and _COMPONENT.match(component.lower()):
                 raise InvalidReference(f"repository name must be lowercase: {component!r}")
@@ -98,7 +98,12 @@ def rewrite_repository(ref: Reference, registry_host: str) -> str:
 
 def normalized(repository: str) -> str:
     """Docker Hub's long forms compare equal to the short ones."""
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
+    for prefix in (
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "docker.io/",
+        "index.docker.io/",
+    ):
         if repository.startswith(prefix):
             return repository[len(prefix) :]
     return repository

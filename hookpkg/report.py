@@ -42,6 +42,7 @@ def exit_code(results: list[FileResult]) -> int:
 
 # --- text -------------------------------------------------------------------
 
+
 def _path_word(p: ImagePreview, preview: Preview) -> str:
     if p.path == "kind-load":
         return f"kind-load (kind cluster {preview.cluster.kind_name})"
@@ -58,7 +59,11 @@ def write_preview_text(preview: Preview, file: str, out: TextIO) -> None:
         unresolved = "" if p.resolved else " (image is an unresolved expression)"
         out.write(f"  image {p.key}: {_path_word(p, preview)}{unresolved}\n")
         for loc in p.locations:
-            arrow = f"{loc.original} -> {loc.rewritten}" if loc.rewritten != loc.original else f"{loc.original} (unchanged)"
+            arrow = (
+                f"{loc.original} -> {loc.rewritten}"
+                if loc.rewritten != loc.original
+                else f"{loc.original} (unchanged)"
+            )
             out.write(f"    {loc.file}:{loc.line}:{loc.col}: {loc.path}: {arrow}\n")
         for name, value in p.variables.items():
             out.write(f"    {name}={value}\n")
@@ -74,26 +79,40 @@ def write_text(results: list[FileResult], out: TextIO, *, show_preview: bool = T
         for d in r.diagnostics:
             out.write(d.format() + "\n")
         if r.message:
-            out.write(f"{r.file}: {'note' if r.status == 'not-applicable' else 'error'}: {r.message}\n")
+            out.write(
+                f"{r.file}: {'note' if r.status == 'not-applicable' else 'error'}: {r.message}\n"
+            )
         if show_preview and r.preview is not None:
             write_preview_text(r.preview, r.file, out)
     errors = sum(r.errors for r in results)
     warnings = sum(r.warnings for r in results)
     if errors or warnings:
-        out.write(f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}\n")
+        out.write(
+            f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}\n"
+        )
 
 
 # --- JSON -------------------------------------------------------------------
 
+
 def diagnostic_dict(d: Diagnostic) -> dict[str, Any]:
-    return {"file": d.file, "line": d.line, "column": d.col, "severity": d.severity,
-            "path": d.path, "message": d.message}
+    return {
+        "file": d.file,
+        "line": d.line,
+        "column": d.col,
+        "severity": d.severity,
+        "path": d.path,
+        "message": d.message,
+    }
 
 
 def preview_dict(preview: Preview) -> dict[str, Any]:
     return {
-        "cluster": {"kind": preview.cluster.kind, "context": preview.cluster.context,
-                    "kind_cluster": preview.cluster.kind_name},
+        "cluster": {
+            "kind": preview.cluster.kind,
+            "context": preview.cluster.context,
+            "kind_cluster": preview.cluster.kind_name,
+        },
         "registry": preview.registry,
         "unresolved": list(preview.unresolved),
         "images": [

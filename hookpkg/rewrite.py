@@ -4,6 +4,7 @@ becomes. Files are only read; the result points at node positions.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import re
 from collections.abc import Iterator, Mapping
@@ -36,8 +37,12 @@ class Location(NamedTuple):
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "file": self.file, "line": self.line, "column": self.col, "path": self.path,
-            "original": self.original, "rewritten": self.rewritten,
+            "file": self.file,
+            "line": self.line,
+            "column": self.col,
+            "path": self.path,
+            "original": self.original,
+            "rewritten": self.rewritten,
         }
 
 
@@ -88,29 +93,41 @@ def make_preview(
     KEP-1755 host); ``tags`` are the built tags when known (the watcher)."""
     previews: dict[str, ImagePreview] = {}
     for key, image in config.images.items():
-        word = delivery_path(image, config.local_registry, cluster,
-                             push_allowed=(push_allowed or {}).get(key))
+        word = delivery_path(
+            image, config.local_registry, cluster, push_allowed=(push_allowed or {}).get(key)
+        )
         repository = image.image
         if uses_local_registry(word) and image.resolved:
-            try:
+            with contextlib.suppress(InvalidReference):  # validation reported it
                 repository = rewrite_repository(parse_reference(image.image), registry_host)
-            except InvalidReference:
-                pass
         tag = (tags or {}).get(key) or known_tag(image)
         previews[key] = ImagePreview(key, image.image, word, repository, tag, image.resolved)
     engine = _Engine(loaded, config, previews)
     engine.run()
     for p in previews.values():
-        p.locations.sort(key=lambda loc: (loc.file != loaded.main.display if loaded.main else False,
-                                          loc.file, loc.line, loc.col))
+        p.locations.sort(
+            key=lambda loc: (
+                loc.file != loaded.main.display if loaded.main else False,
+                loc.file,
+                loc.line,
+                loc.col,
+            )
+        )
     delivered = {k: Delivered(p.repository, p.tag) for k, p in previews.items()}
     uses_registry = any(p.rewritten for p in previews.values())
-    variables = all_variables(delivered, registry=registry_host if uses_registry else None,
-                              image_count=len(config.images))
+    variables = all_variables(
+        delivered, registry=registry_host if uses_registry else None, image_count=len(config.images)
+    )
     for p in previews.values():
         p.variables = dict(sorted(image_variables(p.key, delivered[p.key]).items()))
-    return Preview(registry_host, cluster, list(previews.values()), variables, engine.notes,
-                   config.local_registry.unresolved)
+    return Preview(
+        registry_host,
+        cluster,
+        list(previews.values()),
+        variables,
+        engine.notes,
+        config.local_registry.unresolved,
+    )
 
 
 class _Engine:
@@ -134,13 +151,21 @@ class _Engine:
     def add(self, key: str, src: Source | str, node: Node, path: str, rewritten: str) -> None:
         file = src if isinstance(src, str) else src.display
         original = str(node.value)
-        self.previews[key].locations.append(Location(file, node.line, node.col, path, original, rewritten))
+        self.previews[key].locations.append(
+            Location(file, node.line, node.col, path, original, rewritten)
+        )
 
     def run(self) -> None:
         for key, (src, node) in self.loaded.images.items():
             image = node.get("image") if node.is_map else None
             if image is not None and key in self.previews:
-                self.add(key, src, image, join(join("images", key), "image"), self.previews[key].repository)
+                self.add(
+                    key,
+                    src,
+                    image,
+                    join(join("images", key), "image"),
+                    self.previews[key].repository,
+                )
         for src in self.loaded.sources:
             self.selectors(src)
             self.deployments(src)
@@ -159,7 +184,11 @@ class _Engine:
         if hooks is not None and hooks.is_seq:
             for i, hook in enumerate(hooks.value):
                 container = hook.get("container") if hook.is_map else None
-                node = container.get("imageSelector") if container is not None and container.is_map else None
+                node = (
+                    container.get("imageSelector")
+                    if container is not None and container.is_map
+                    else None
+                )
                 if node is not None:
                     spots.append((f"hooks[{i}].container.imageSelector", node))
         for path, node in spots:
@@ -194,7 +223,9 @@ class _Engine:
             if manifests is not None and manifests.is_seq:
                 for i, entry in enumerate(manifests.value):
                     if isinstance(entry.value, str):
-                        self.manifest(src, entry, f"{join(join(base, 'kubectl'), 'manifests')}[{i}]")
+                        self.manifest(
+                            src, entry, f"{join(join(base, 'kubectl'), 'manifests')}[{i}]"
+                        )
 
     def helm_value(self, src: Source, node: Node, path: str) -> None:
         value: str = node.value
@@ -240,19 +271,39 @@ class _Engine:
             elif p.suffix in (".yaml", ".yml"):
                 files.append(p)
         if not files:
-            self.notes.append(Diagnostic(src.display, entry.line, entry.col, "note", where,
-                                         f"manifest {pattern!r} not found; its images are not previewed"))
+            self.notes.append(
+                Diagnostic(
+                    src.display,
+                    entry.line,
+                    entry.col,
+                    "note",
+                    where,
+                    f"manifest {pattern!r} not found; its images are not previewed",
+                )
+            )
             return
         for path in files:
             self.manifest_file(path, src, entry, where)
 
     def manifest_file(self, path: Path, src: Source, entry: Node, where: str) -> None:
-        display = str(path.relative_to(self.config.directory)) if path.is_relative_to(self.config.directory) else str(path)
+        display = (
+            str(path.relative_to(self.config.directory))
+            if path.is_relative_to(self.config.directory)
+            else str(path)
+        )
         try:
             docs = yamlpos.load_all(path.read_text(encoding="utf-8"), display)
         except (OSError, UnicodeDecodeError, yamlpos.YamlError) as e:
-            self.notes.append(Diagnostic(src.display, entry.line, entry.col, "note", where,
-                                         f"manifest {display!r} cannot be read ({e}); its images are not previewed"))
+            self.notes.append(
+                Diagnostic(
+                    src.display,
+                    entry.line,
+                    entry.col,
+                    "note",
+                    where,
+                    f"manifest {display!r} cannot be read ({e}); its images are not previewed",
+                )
+            )
             return
         for i, doc in enumerate(docs):
             for node_path, node in _image_fields(doc, f"[{i}]" if len(docs) > 1 else ""):

@@ -96,33 +96,44 @@ class Validator:
             # Report the failure of the branch whose type fits (70000 for a
             # port is out of range, not "not an expression"); else say what fits.
             fitting = [
-                r for b, r in zip(branches, results, strict=True)
+                r
+                for b, r in zip(branches, results, strict=True)
                 if self._types_fit(value, b) and not b.get("x-expression")
             ]
             if len(fitting) == 1:
                 yield from fitting[0]
             else:
-                yield SchemaError(node, path, f"expected {self.expected(schema)}, got {node.kind_name()}")
+                yield SchemaError(
+                    node, path, f"expected {self.expected(schema)}, got {node.kind_name()}"
+                )
             return
         types = schema.get("type")
         if types is not None:
             names = [types] if isinstance(types, str) else types
             if not any(_type_ok(value, t) for t in names):
-                yield SchemaError(node, path, f"expected {self.expected(schema)}, got {node.kind_name()}")
+                yield SchemaError(
+                    node, path, f"expected {self.expected(schema)}, got {node.kind_name()}"
+                )
                 return
         if isinstance(value, dict):
             yield from self._object(node, schema, path)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if "minimum" in schema and value < schema["minimum"]:
-                yield SchemaError(node, path, f"{value} is out of range: expected {self.expected(schema)}")
-            elif "maximum" in schema and value > schema["maximum"]:
-                yield SchemaError(node, path, f"{value} is out of range: expected {self.expected(schema)}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and (
+            value < schema.get("minimum", value) or value > schema.get("maximum", value)
+        ):
+            yield SchemaError(
+                node, path, f"{value} is out of range: expected {self.expected(schema)}"
+            )
         if isinstance(value, str):
             if "minLength" in schema and len(value) < schema["minLength"]:
-                yield SchemaError(node, path, f"expected {self.expected(schema)}, got an empty string")
+                yield SchemaError(
+                    node, path, f"expected {self.expected(schema)}, got an empty string"
+                )
             elif "maxLength" in schema and len(value) > schema["maxLength"]:
                 yield SchemaError(
-                    node, path, f"{value!r} has {len(value)} characters: expected {self.expected(schema)}"
+                    node,
+                    path,
+                    f"{value!r} has {len(value)} characters: expected {self.expected(schema)}",
                 )
             elif "pattern" in schema and not _pattern(schema["pattern"]).search(value):
                 yield SchemaError(node, path, f"{value!r} is not {self.expected(schema)}")
@@ -142,7 +153,9 @@ class Validator:
                 yield from self.errors(child, props[key], child_path)
             elif schema.get("additionalProperties") is False:
                 key_node = node.keys.get(key, child)
-                yield SchemaError(key_node, child_path, unknown_key_message(key, props), at_key=True)
+                yield SchemaError(
+                    key_node, child_path, unknown_key_message(key, props), at_key=True
+                )
 
 
 def unknown_key_message(key: str, known: Any) -> str:

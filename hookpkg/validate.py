@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from hookpkg import schema
-from hookpkg.config import DEFAULT_PORT, DEFAULT_REGISTRY_IMAGE, Loaded, Source, builder_of, scalar_from_text
+from hookpkg.config import (
+    DEFAULT_PORT,
+    DEFAULT_REGISTRY_IMAGE,
+    Loaded,
+    Source,
+    builder_of,
+    scalar_from_text,
+)
 from hookpkg.errors import Diagnostic, Severity
 from hookpkg.reference import InvalidReference, parse_reference
 from hookpkg.variables import collisions
@@ -55,8 +62,13 @@ def _local_registry(src: Source, node: Node, loaded: Loaded, path: str) -> Itera
     if node.value is None:
         return  # ``localRegistry:`` alone means all defaults
     if not node.is_map:
-        yield _diag(src, node, "error", path,
-                    f"localRegistry must be a mapping of settings, got {node.kind_name()}")
+        yield _diag(
+            src,
+            node,
+            "error",
+            path,
+            f"localRegistry must be a mapping of settings, got {node.kind_name()}",
+        )
         return
     for err in schema.validate_local_registry(node, path):
         yield _diag(src, err.node, "error", err.path, err.message)
@@ -74,8 +86,13 @@ def _yaml11_bools(src: Source, node: Node, path: str) -> Iterator[Diagnostic]:
     for key, child in targets:
         if child is not None and is_yaml11_bool_word(child):
             word = "true" if child.value else "false"
-            yield _diag(src, child, "warning", f"{path}.{key}",
-                        f"{child.text!r} is read as {word} (YAML 1.1); write {word}")
+            yield _diag(
+                src,
+                child,
+                "warning",
+                f"{path}.{key}",
+                f"{child.text!r} is read as {word} (YAML 1.1); write {word}",
+            )
 
 
 def _resolved_values(src: Source, node: Node, loaded: Loaded, path: str) -> Iterator[Diagnostic]:
@@ -98,8 +115,13 @@ def _resolved_values(src: Source, node: Node, loaded: Loaded, path: str) -> Iter
             continue  # an unknown key: already reported
         probe = Node(value, child.line, child.col, child.tag, str(value))
         for err in schema.validate_value(probe, sub, join(path, ".".join(keys))):
-            yield _diag(src, child, "error", err.path,
-                        f"{child.value!r} resolves to {value!r}: {err.message}")
+            yield _diag(
+                src,
+                child,
+                "error",
+                err.path,
+                f"{child.value!r} resolves to {value!r}: {err.message}",
+            )
 
 
 def _references(src: Source, node: Node, loaded: Loaded, path: str) -> Iterator[Diagnostic]:
@@ -124,16 +146,30 @@ def _warnings(src: Source, node: Node, path: str) -> Iterator[Diagnostic]:
             others = [k for k in p.value if k != "enabled"]
             if others and not (enabled is not None and isinstance(enabled.value, str)):
                 first = p.keys[others[0]]
-                yield _diag(src, first, "warning", f"{path}.persistence.{others[0]}",
-                            "persistence settings have no effect while persistence.enabled is not true")
+                yield _diag(
+                    src,
+                    first,
+                    "warning",
+                    f"{path}.persistence.{others[0]}",
+                    "persistence settings have no effect while persistence.enabled is not true",
+                )
     port, image = node.get("port"), node.get("image")
     if (
-        port is not None and isinstance(port.value, int) and port.value != DEFAULT_PORT
-        and image is not None and isinstance(image.value, str) and image.value != DEFAULT_REGISTRY_IMAGE
+        port is not None
+        and isinstance(port.value, int)
+        and port.value != DEFAULT_PORT
+        and image is not None
+        and isinstance(image.value, str)
+        and image.value != DEFAULT_REGISTRY_IMAGE
     ):
-        yield _diag(src, port, "warning", f"{path}.port",
-                    f"port {port.value} with a custom image: devreg sets REGISTRY_HTTP_ADDR=:{port.value}, "
-                    f"which the distribution registry honours; {image.value!r} may ignore it")
+        yield _diag(
+            src,
+            port,
+            "warning",
+            f"{path}.port",
+            f"port {port.value} with a custom image: devreg sets REGISTRY_HTTP_ADDR=:{port.value}, "
+            f"which the distribution registry honours; {image.value!r} may ignore it",
+        )
 
 
 def _images(loaded: Loaded, enabled: bool | None) -> Iterator[Diagnostic]:
@@ -144,20 +180,38 @@ def _images(loaded: Loaded, enabled: bool | None) -> Iterator[Diagnostic]:
         if images is None or images.value is None:
             continue
         if not images.is_map:
-            yield _diag(src, images, "error", "images", f"expected a mapping of images, got {images.kind_name()}")
+            yield _diag(
+                src,
+                images,
+                "error",
+                "images",
+                f"expected a mapping of images, got {images.kind_name()}",
+            )
     for key, (src, node) in loaded.images.items():
         path = join("images", key)
         keys.append(key)
         where[key] = (src, src.root.value["images"].keys.get(key, node))
         if not node.is_map:
-            yield _diag(src, node, "error", path, f"expected a mapping with an 'image' field, got {node.kind_name()}")
+            yield _diag(
+                src,
+                node,
+                "error",
+                path,
+                f"expected a mapping with an 'image' field, got {node.kind_name()}",
+            )
             continue
         image = node.get("image")
         if image is None:
             yield _diag(src, where[key][1], "error", path, "missing required field 'image'")
             continue
         if not isinstance(image.value, str):
-            yield _diag(src, image, "error", f"{path}.image", f"expected an image reference, got {image.kind_name()}")
+            yield _diag(
+                src,
+                image,
+                "error",
+                f"{path}.image",
+                f"expected an image reference, got {image.kind_name()}",
+            )
             continue
         value, complete = _resolved(image, loaded)
         if not complete or not isinstance(value, str):
@@ -166,26 +220,49 @@ def _images(loaded: Loaded, enabled: bool | None) -> Iterator[Diagnostic]:
             ref = parse_reference(value)
         except InvalidReference as e:
             shown = f"{value!r} (from {image.value!r})" if value != image.value else repr(value)
-            yield _diag(src, image, "error", f"{path}.image", f"{shown} is not a valid image reference: {e}")
+            yield _diag(
+                src, image, "error", f"{path}.image", f"{shown} is not a valid image reference: {e}"
+            )
             continue
         builder = builder_of(node)
         eligible = builder in ("docker", "buildkit")
         if ref.digest and eligible and enabled is not False:
-            msg = "digest-pinned images cannot be rebuilt into the local registry; remove the @digest"
+            msg = (
+                "digest-pinned images cannot be rebuilt into the local registry; remove the @digest"
+            )
             if enabled is True:
                 yield _diag(src, image, "error", f"{path}.image", msg)
             else:
-                yield _diag(src, image, "warning", f"{path}.image",
-                            msg + " (only a problem if the push is refused and the local registry is used)")
+                yield _diag(
+                    src,
+                    image,
+                    "warning",
+                    f"{path}.image",
+                    msg + " (only a problem if the push is refused and the local registry is used)",
+                )
         if enabled is True and not eligible:
-            how = {"kaniko": "kaniko", "custom": "a custom build", "buildkit-incluster": "buildKit.inCluster"}[builder]
-            yield _diag(src, where[key][1], "warning", path,
-                        f"built with {how}: the local registry does not apply to it (enabled: true is "
-                        "ignored for this image, it is pushed to its own registry)")
+            how = {
+                "kaniko": "kaniko",
+                "custom": "a custom build",
+                "buildkit-incluster": "buildKit.inCluster",
+            }[builder]
+            yield _diag(
+                src,
+                where[key][1],
+                "warning",
+                path,
+                f"built with {how}: the local registry does not apply to it (enabled: true is "
+                "ignored for this image, it is pushed to its own registry)",
+            )
     for later, (earlier, name) in collisions(keys).items():
         src, key_node = where[later]
-        yield _diag(src, key_node, "error", join("images", later),
-                    f"image keys {earlier!r} and {later!r} both define the variable {name}; rename one")
+        yield _diag(
+            src,
+            key_node,
+            "error",
+            join("images", later),
+            f"image keys {earlier!r} and {later!r} both define the variable {name}; rename one",
+        )
 
 
 def _misplaced(src: Source) -> Iterator[Diagnostic]:
@@ -197,8 +274,13 @@ def _misplaced(src: Source) -> Iterator[Diagnostic]:
             return
         for key, child in node.value.items():
             if key == "localRegistry" and depth > 0:
-                yield _diag(src, node.keys[key], "error", join(path, key),
-                            "localRegistry belongs at the top level of the config; move it there")
+                yield _diag(
+                    src,
+                    node.keys[key],
+                    "error",
+                    join(path, key),
+                    "localRegistry belongs at the top level of the config; move it there",
+                )
             if key in _DATA_KEYS or (depth == 0 and key == "profiles"):
                 continue
             if child.is_map:

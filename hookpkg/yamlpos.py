@@ -145,8 +145,10 @@ def _syntax_diagnostic(e: yaml.MarkedYAMLError, text: str, filename: str) -> Dia
     problem = e.problem or "invalid YAML"
     lines = text.splitlines()
     source_line = lines[line - 1] if 0 < line <= len(lines) else ""
-    if "\t" in problem or "'\\t'" in problem or (
-        "cannot start any token" in problem and "\t" in source_line[: col]
+    if (
+        "\t" in problem
+        or "'\\t'" in problem
+        or ("cannot start any token" in problem and "\t" in source_line[:col])
     ):
         msg = "a tab character is not allowed in YAML indentation; indent with spaces"
         tab = source_line.find("\t")

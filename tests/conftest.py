@@ -24,7 +24,9 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     """Real-world devspace.yaml files, in ``../shared/corpus`` beside the checkout."""
-    path = Path(os.environ.get("DEVREG_CORPUS", REPO.parent / "shared" / "corpus" / "devspace-real"))
+    path = Path(
+        os.environ.get("DEVREG_CORPUS", REPO.parent / "shared" / "corpus" / "devspace-real")
+    )
     if not path.is_dir():
         msg = f"the devspace.yaml corpus is missing at {path} (set DEVREG_CORPUS)"
         if os.environ.get("CI") == "true":

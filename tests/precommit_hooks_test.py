@@ -19,14 +19,32 @@ HOOK_ID = "devspace-registry"
 
 
 def manifest() -> dict[str, object]:
-    (hook,) = [h for h in yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text()) if h["id"] == HOOK_ID]
+    (hook,) = [
+        h
+        for h in yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+        if h["id"] == HOOK_ID
+    ]
     return hook  # type: ignore[no-any-return]
 
 
-MATCH = ["devspace.yaml", "devspace.yml", "devspace-prod.yaml", "deploy/devspace.yaml", "a/b/devspace-dev.yml",
-         "devspace-x.y.yaml"]
-NO_MATCH = ["devspace.yaml.bak", "mydevspace.yaml", "devspace.json", "devspace-.yaml", "devspace/values.yaml",
-            "devspace_prod.yaml", "docs/devspace.md", "devspace-a/b.yaml"]
+MATCH = [
+    "devspace.yaml",
+    "devspace.yml",
+    "devspace-prod.yaml",
+    "deploy/devspace.yaml",
+    "a/b/devspace-dev.yml",
+    "devspace-x.y.yaml",
+]
+NO_MATCH = [
+    "devspace.yaml.bak",
+    "mydevspace.yaml",
+    "devspace.json",
+    "devspace-.yaml",
+    "devspace/values.yaml",
+    "devspace_prod.yaml",
+    "docs/devspace.md",
+    "devspace-a/b.yaml",
+]
 
 
 @pytest.mark.parametrize("name", MATCH)
@@ -48,6 +66,7 @@ def test_manifest_fields() -> None:
 
 # --- the real pre-commit ----------------------------------------------------------
 
+
 def pre_commit() -> list[str]:
     exe = shutil.which("pre-commit")
     if exe is None:
@@ -64,8 +83,12 @@ def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false",
-                           *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.fixture
@@ -81,8 +104,16 @@ def env(home: Path) -> dict[str, str]:
 def source_revision(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """This checkout as a repository pre-commit can clone: HEAD when clean,
     else a snapshot commit of the working tree in a scratch clone."""
-    status = git(REPO, "status", "--porcelain", "--", "hookpkg", "watcher", "pyproject.toml",
-                 ".pre-commit-hooks.yaml").stdout
+    status = git(
+        REPO,
+        "status",
+        "--porcelain",
+        "--",
+        "hookpkg",
+        "watcher",
+        "pyproject.toml",
+        ".pre-commit-hooks.yaml",
+    ).stdout
     head = git(REPO, "rev-parse", "HEAD").stdout.strip()
     if not status:
         return REPO, head
@@ -106,33 +137,65 @@ def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 @pytest.mark.slow
-def test_try_repo_positive_and_negative(project: Path, pre_commit_home: Path, hook_repo: tuple[Path, str]) -> None:
+def test_try_repo_positive_and_negative(
+    project: Path, pre_commit_home: Path, hook_repo: tuple[Path, str]
+) -> None:
     repo, rev = hook_repo
     for d in ("positive", "negative"):
         shutil.copytree(EXAMPLES / d, project / d)
     git(project, "add", "-A")
     cmd = [*pre_commit(), "try-repo", str(repo), HOOK_ID, "--ref", rev]
-    ok = subprocess.run([*cmd, "--files", *sorted(str(p.relative_to(project)) for p in (project / "positive").iterdir())],
-                        cwd=project, capture_output=True, text=True, env=env(pre_commit_home))
+    ok = subprocess.run(
+        [
+            *cmd,
+            "--files",
+            *sorted(str(p.relative_to(project)) for p in (project / "positive").iterdir()),
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env(pre_commit_home),
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "image api: local-registry" in ok.stdout  # verbose: the preview shows on success
-    assert "positive/devspace.yaml:12:12: images.api.image: ghcr.io/acme/shop-api -> localhost:[NODE_PORT]/acme/shop-api" in ok.stdout
+    assert (
+        "positive/devspace.yaml:12:12: images.api.image: ghcr.io/acme/shop-api -> localhost:[NODE_PORT]/acme/shop-api"
+        in ok.stdout
+    )
 
-    bad = subprocess.run([*cmd, "--files", "negative/devspace.yaml", "negative/devspace-misplaced.yaml",
-                          "positive/devspace.yaml"], cwd=project, capture_output=True, text=True,
-                         env=env(pre_commit_home))
+    bad = subprocess.run(
+        [
+            *cmd,
+            "--files",
+            "negative/devspace.yaml",
+            "negative/devspace-misplaced.yaml",
+            "positive/devspace.yaml",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env(pre_commit_home),
+    )
     assert bad.returncode == 1, bad.stdout + bad.stderr
     out = bad.stdout
-    assert "negative/devspace.yaml:5:3: error: localRegistry.locaBuild: unknown key 'locaBuild'; did you mean 'localbuild'?" in out
+    assert (
+        "negative/devspace.yaml:5:3: error: localRegistry.locaBuild: unknown key 'locaBuild'; did you mean 'localbuild'?"
+        in out
+    )
     assert "negative/devspace.yaml:6:9: error: localRegistry.port: 70000 is out of range" in out
     assert "negative/devspace.yaml:9:12: error: images.api.image:" in out and "lowercase" in out
-    assert "negative/devspace-misplaced.yaml:6:5: error: images.app.localRegistry: localRegistry belongs at the top level" in out
+    assert (
+        "negative/devspace-misplaced.yaml:6:5: error: images.app.localRegistry: localRegistry belongs at the top level"
+        in out
+    )
     assert "image api: local-registry" in out  # the good file in the same run was still checked
     assert "Traceback" not in out + bad.stderr
 
 
 @pytest.mark.slow
-def test_commit_blocked_then_fixed(project: Path, pre_commit_home: Path, hook_repo: tuple[Path, str]) -> None:
+def test_commit_blocked_then_fixed(
+    project: Path, pre_commit_home: Path, hook_repo: tuple[Path, str]
+) -> None:
     """A new user's loop: install the hook, commit a bad config, read, fix, commit."""
     repo, rev = hook_repo
     (project / ".pre-commit-config.yaml").write_text(
@@ -140,16 +203,29 @@ def test_commit_blocked_then_fixed(project: Path, pre_commit_home: Path, hook_re
     )
     (project / "README").write_text("not a config\n")
     (project / "devspace.yaml").write_text((EXAMPLES / "negative" / "devspace.yaml").read_text())
-    installed = subprocess.run([*pre_commit(), "install"], cwd=project, capture_output=True, text=True,
-                               env=env(pre_commit_home))
+    installed = subprocess.run(
+        [*pre_commit(), "install"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env(pre_commit_home),
+    )
     assert installed.returncode == 0, installed.stderr
     git(project, "add", "-A")
     blocked = git_commit(project, pre_commit_home)
     assert blocked.returncode != 0
-    assert "devspace.yaml:6:9: error: localRegistry.port: 70000 is out of range" in blocked.stdout + blocked.stderr
+    assert (
+        "devspace.yaml:6:9: error: localRegistry.port: 70000 is out of range"
+        in blocked.stdout + blocked.stderr
+    )
     assert git(project, "rev-parse", "--verify", "HEAD").returncode != 0  # nothing was committed
 
-    fixed = (project / "devspace.yaml").read_text().replace("locaBuild", "localbuild").replace("70000", "5000")
+    fixed = (
+        (project / "devspace.yaml")
+        .read_text()
+        .replace("locaBuild", "localbuild")
+        .replace("70000", "5000")
+    )
     (project / "devspace.yaml").write_text(fixed.replace("ghcr.io/Acme", "ghcr.io/acme"))
     git(project, "add", "-A")
     done = git_commit(project, pre_commit_home)
@@ -158,13 +234,24 @@ def test_commit_blocked_then_fixed(project: Path, pre_commit_home: Path, hook_re
 
     # `pre-commit run devspace-registry` on a file the pattern ignores does nothing.
     (project / "README").write_text("changed\n")
-    skipped = subprocess.run([*pre_commit(), "run", HOOK_ID, "--files", "README"], cwd=project,
-                             capture_output=True, text=True, env=env(pre_commit_home))
+    skipped = subprocess.run(
+        [*pre_commit(), "run", HOOK_ID, "--files", "README"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env(pre_commit_home),
+    )
     assert skipped.returncode == 0 and "no files to check" in skipped.stdout.lower()
 
 
 def git_commit(project: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-m", "config"],
-                          cwd=project, capture_output=True, text=True,
-                          env={**env(home), "PATH": os.pathsep.join([str(Path(sys.executable).parent),
-                                                                     os.environ.get("PATH", "")])})
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-m", "config"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={
+            **env(home),
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        },
+    )

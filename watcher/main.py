@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-
 # command -> (module, function)
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("hookpkg.commands.check", "check"),
@@ -50,12 +49,22 @@ def _node_port(text: str) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, formats: tuple[str, ...] = ("text", "json")) -> None:
-    p.add_argument("-c", "--config", type=Path, default=Path("devspace.yaml"),
-                   help="the DevSpace config (default: ./devspace.yaml)")
+    p.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=Path("devspace.yaml"),
+        help="the DevSpace config (default: ./devspace.yaml)",
+    )
     p.add_argument("--context", help="kubeconfig context (default: the current one)")
-    p.add_argument("--namespace", help="namespace of the registry (default: localRegistry.namespace, "
-                   "else the context's namespace)")
-    p.add_argument("--format", dest="fmt", choices=formats, default=formats[0], help="output format")
+    p.add_argument(
+        "--namespace",
+        help="namespace of the registry (default: localRegistry.namespace, "
+        "else the context's namespace)",
+    )
+    p.add_argument(
+        "--format", dest="fmt", choices=formats, default=formats[0], help="output format"
+    )
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -64,25 +73,47 @@ def make_parser() -> argparse.ArgumentParser:
         description="DevSpace's localRegistry for any project: validate and preview image "
         "rewrites, deploy a registry into the cluster, rebuild and deliver images on change.",
     )
-    parser.add_argument("-V", "--version", action=_VersionAction, nargs=0, dest="version", default=argparse.SUPPRESS, help="show the version and exit")
+    parser.add_argument(
+        "-V",
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        dest="version",
+        default=argparse.SUPPRESS,
+        help="show the version and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("check", help="validate localRegistry and preview rewrites (the pre-commit hook)")
+    p = sub.add_parser(
+        "check", help="validate localRegistry and preview rewrites (the pre-commit hook)"
+    )
     _common(p)
-    p.add_argument("files", nargs="*", type=Path, metavar="FILES",
-                   help="config files (default: the --config file)")
+    p.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILES",
+        help="config files (default: the --config file)",
+    )
     p.add_argument("--node-port", type=_node_port, help="preview with this node port")
 
     p = sub.add_parser("preview", help="show how every image URL will be rewritten")
     _common(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--node-port", type=_node_port, help="substitute this node port")
-    group.add_argument("--cluster", action="store_true",
-                       help="ask the current cluster for the registry's node port and KEP-1755 registry")
+    group.add_argument(
+        "--cluster",
+        action="store_true",
+        help="ask the current cluster for the registry's node port and KEP-1755 registry",
+    )
 
-    p = sub.add_parser("up", help="deploy the registry into the cluster, wait until it is ready, reach it")
+    p = sub.add_parser(
+        "up", help="deploy the registry into the cluster, wait until it is ready, reach it"
+    )
     _common(p)
-    p.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds to wait for readiness")
+    p.add_argument(
+        "--timeout", type=_positive_float, default=120.0, help="seconds to wait for readiness"
+    )
 
     p = sub.add_parser("down", help="remove the registry from the cluster")
     _common(p)
@@ -94,15 +125,25 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="one build-and-deliver pass, then write .devreg.env")
     _common(p)
     p.add_argument("keys", nargs="*", metavar="KEY", help="image keys (default: all)")
-    p.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds to wait for the registry")
+    p.add_argument(
+        "--timeout", type=_positive_float, default=120.0, help="seconds to wait for the registry"
+    )
 
     p = sub.add_parser("watch", help="rebuild and deliver images when their sources change")
     _common(p)
     p.add_argument("--detach", action="store_true", help="run in the background (log in .devreg/)")
-    p.add_argument("--debounce", type=_positive_float, default=0.05,
-                   help="quiet period in seconds before a rebuild (default 0.05)")
-    p.add_argument("--jobs", type=int, default=None, help="images built in parallel (default: CPUs)")
-    p.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds to wait for the registry")
+    p.add_argument(
+        "--debounce",
+        type=_positive_float,
+        default=0.05,
+        help="quiet period in seconds before a rebuild (default 0.05)",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=None, help="images built in parallel (default: CPUs)"
+    )
+    p.add_argument(
+        "--timeout", type=_positive_float, default=120.0, help="seconds to wait for the registry"
+    )
 
     p = sub.add_parser("stop", help="stop the background watcher")
     _common(p)

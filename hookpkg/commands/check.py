@@ -35,8 +35,10 @@ def check_file(path: Path, cluster: Cluster, *, registry: str, preview: bool = T
         return result
     if loaded.old_version is not None:
         result.status = "not-applicable"
-        result.message = (f"version {loaded.old_version} predates v2beta1 (DevSpace 6), which "
-                          "introduced localRegistry; nothing to check")
+        result.message = (
+            f"version {loaded.old_version} predates v2beta1 (DevSpace 6), which "
+            "introduced localRegistry; nothing to check"
+        )
         return result
     result.diagnostics += validate(loaded)
     result.diagnostics.sort(key=lambda d: (d.file != display, d.file, d.line, d.col))

@@ -25,11 +25,15 @@ def kubeconfig(context: str, extension: dict[str, Any] | None = None) -> dict[st
 CLASSIFY = [
     pytest.param("kind-dev", None, ("kind", "dev"), id="kind"),
     pytest.param("minikube", None, ("local", None), id="minikube-name"),
-    pytest.param("my-mk", {"provider": "minikube.sigs.k8s.io"}, ("local", None), id="minikube-extension"),
+    pytest.param(
+        "my-mk", {"provider": "minikube.sigs.k8s.io"}, ("local", None), id="minikube-extension"
+    ),
     pytest.param("docker-desktop", None, ("local", None), id="docker-desktop"),
     pytest.param("docker-for-desktop", None, ("local", None), id="docker-for-desktop"),
     pytest.param("orbstack", None, ("local", None), id="orbstack"),
-    pytest.param("vcluster_x_ns_docker-desktop", None, ("local", None), id="vcluster-docker-desktop"),
+    pytest.param(
+        "vcluster_x_ns_docker-desktop", None, ("local", None), id="vcluster-docker-desktop"
+    ),
     pytest.param("vcluster_x_ns_kind-dev", None, ("local", None), id="vcluster-kind"),
     pytest.param("vcluster-docker_x", None, ("local", None), id="vcluster-docker"),
     pytest.param("loft-vcluster_x_ns_minikube", None, ("local", None), id="loft-vcluster-minikube"),
@@ -40,7 +44,9 @@ CLASSIFY = [
 
 
 @pytest.mark.parametrize(("context", "extension", "expected"), CLASSIFY)
-def test_classify(context: str, extension: dict[str, Any] | None, expected: tuple[str, str | None]) -> None:
+def test_classify(
+    context: str, extension: dict[str, Any] | None, expected: tuple[str, str | None]
+) -> None:
     c = classify(None, kubeconfig(context, extension))
     assert (c.kind, c.kind_name) == expected
     assert c.context == context
@@ -58,7 +64,11 @@ def image(builder: str = "docker") -> Image:
     return Image("app", "org/app", (), Path("/D"), Path("/"), {}, None, builder, "f", 1, 1)  # type: ignore[arg-type]
 
 
-KIND, LOCAL, REMOTE = Cluster("kind", "kind-k", "k"), Cluster("local", "minikube"), Cluster("remote", "gke")
+KIND, LOCAL, REMOTE = (
+    Cluster("kind", "kind-k", "k"),
+    Cluster("local", "minikube"),
+    Cluster("remote", "gke"),
+)
 PATHS = [
     pytest.param(False, KIND, None, "kind-load", id="false-kind"),
     pytest.param(False, LOCAL, None, "local-engine", id="false-local"),
@@ -75,8 +85,12 @@ PATHS = [
 
 
 @pytest.mark.parametrize(("enabled", "cluster", "push", "word"), PATHS)
-def test_delivery_path(enabled: bool | None, cluster: Cluster, push: bool | None, word: str) -> None:
-    assert delivery_path(image(), LocalRegistry(enabled=enabled), cluster, push_allowed=push) == word
+def test_delivery_path(
+    enabled: bool | None, cluster: Cluster, push: bool | None, word: str
+) -> None:
+    assert (
+        delivery_path(image(), LocalRegistry(enabled=enabled), cluster, push_allowed=push) == word
+    )
 
 
 @pytest.mark.parametrize("builder", ["kaniko", "custom", "buildkit-incluster"])

@@ -13,26 +13,66 @@ from hypothesis import strategies as st
 from watcher.main import main
 
 leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12),
-    st.sampled_from(["${X}", "$(cmd)", "yes", "off", "5Gi", "ghcr.io/a/b:1", "A/B", "a@sha256:" + "0" * 64,
-                     "localRegistry", "image(app)", "${runtime.images.app.image}"]),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "${X}",
+            "$(cmd)",
+            "yes",
+            "off",
+            "5Gi",
+            "ghcr.io/a/b:1",
+            "A/B",
+            "a@sha256:" + "0" * 64,
+            "localRegistry",
+            "image(app)",
+            "${runtime.images.app.image}",
+        ]
+    ),
 )
 tree = st.recursive(
     leaf,
-    lambda children: st.one_of(st.lists(children, max_size=3),
-                               st.dictionaries(st.text(max_size=8), children, max_size=4)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
-lr_keys = st.sampled_from(["enabled", "localbuild", "namespace", "name", "image", "buildKitImage", "port",
-                           "persistence", "size", "locaBuild"])
+lr_keys = st.sampled_from(
+    [
+        "enabled",
+        "localbuild",
+        "namespace",
+        "name",
+        "image",
+        "buildKitImage",
+        "port",
+        "persistence",
+        "size",
+        "locaBuild",
+    ]
+)
 local_registry = st.one_of(tree, st.dictionaries(lr_keys, tree, max_size=6))
 top = st.fixed_dictionaries(
     {"localRegistry": local_registry},
-    optional={"version": st.sampled_from(["v2beta1", "v1beta11", 3]), "images": tree, "vars": tree,
-              "dev": tree, "deployments": tree, "hooks": tree, "imports": tree, "profiles": tree},
+    optional={
+        "version": st.sampled_from(["v2beta1", "v1beta11", 3]),
+        "images": tree,
+        "vars": tree,
+        "dev": tree,
+        "deployments": tree,
+        "hooks": tree,
+        "imports": tree,
+        "profiles": tree,
+    },
 )
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def check(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> None:
@@ -46,7 +86,9 @@ def check(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> None
 
 @SETTINGS
 @given(top)
-def test_random_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str], doc: dict[str, Any]) -> None:
+def test_random_configs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], doc: dict[str, Any]
+) -> None:
     check(tmp_path, capsys, yaml.safe_dump(doc, allow_unicode=True))
 
 

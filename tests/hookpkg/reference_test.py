@@ -13,7 +13,9 @@ REWRITES = [
     pytest.param("org/project/image", "localhost:31234/org/project/image", None, id="hub-path"),
     pytest.param("ghcr.io/org/project/image", "localhost:31234/org/project/image", None, id="ghcr"),
     pytest.param("myregistry:5000/a/b", "localhost:31234/a/b", None, id="host-port"),
-    pytest.param("docker.io/library/nginx", "localhost:31234/library/nginx", None, id="docker-io-library"),
+    pytest.param(
+        "docker.io/library/nginx", "localhost:31234/library/nginx", None, id="docker-io-library"
+    ),
     pytest.param("nginx", "localhost:31234/nginx", None, id="bare"),
     pytest.param("org/app:1.2", "localhost:31234/org/app", "1.2", id="tag-stays-tag"),
     pytest.param("localhost/app", "localhost:31234/app", None, id="localhost-host"),
@@ -22,9 +24,16 @@ REWRITES = [
     pytest.param("[::1]:5000/app", "localhost:31234/app", None, id="ipv6-host"),
     pytest.param(
         "319923562419.dkr.ecr.ap-southeast-2.amazonaws.com/lumina-images/frontend",
-        "localhost:31234/lumina-images/frontend", None, id="ecr",
+        "localhost:31234/lumina-images/frontend",
+        None,
+        id="ecr",
     ),
-    pytest.param("802dot1q/cedge-api:v0.1.10", "localhost:31234/802dot1q/cedge-api", "v0.1.10", id="digit-namespace"),
+    pytest.param(
+        "802dot1q/cedge-api:v0.1.10",
+        "localhost:31234/802dot1q/cedge-api",
+        "v0.1.10",
+        id="digit-namespace",
+    ),
 ]
 
 
@@ -66,7 +75,11 @@ def test_digest() -> None:
 
 @pytest.mark.parametrize(
     ("a", "b"),
-    [("docker.io/library/nginx", "nginx"), ("docker.io/org/app", "org/app"), ("index.docker.io/org/x", "org/x")],
+    [
+        ("docker.io/library/nginx", "nginx"),
+        ("docker.io/org/app", "org/app"),
+        ("index.docker.io/org/x", "org/x"),
+    ],
 )
 def test_normalized(a: str, b: str) -> None:
     assert normalized(a) == normalized(b)

@@ -40,32 +40,70 @@ CASES = [
     pytest.param("", [IMAGE_LOC], id="image-field"),
     pytest.param(
         "dev:\n  app:\n    imageSelector: ghcr.io/org/app\n    devImage: ghcr.io/org/app:debug\n",
-        [IMAGE_LOC, (8, 20, "dev.app.imageSelector", "ghcr.io/org/app", "localhost:31234/org/app"),
-         (9, 15, "dev.app.devImage", "ghcr.io/org/app:debug", "localhost:31234/org/app:debug")],
+        [
+            IMAGE_LOC,
+            (8, 20, "dev.app.imageSelector", "ghcr.io/org/app", "localhost:31234/org/app"),
+            (9, 15, "dev.app.devImage", "ghcr.io/org/app:debug", "localhost:31234/org/app:debug"),
+        ],
         id="dev-selector-keeps-written-tag",
     ),
     pytest.param(
         "hooks:\n- command: x\n  container:\n    imageSelector: ghcr.io/org/app\n",
-        [IMAGE_LOC, (9, 20, "hooks[0].container.imageSelector", "ghcr.io/org/app", "localhost:31234/org/app")],
+        [
+            IMAGE_LOC,
+            (
+                9,
+                20,
+                "hooks[0].container.imageSelector",
+                "ghcr.io/org/app",
+                "localhost:31234/org/app",
+            ),
+        ],
         id="hook-selector",
     ),
     pytest.param(
         "deployments:\n  d:\n    helm:\n      values:\n        image: ghcr.io/org/app:old\n"
         "        other: ghcr.io/org/other\n        key: app\n",
-        [IMAGE_LOC, (10, 16, "deployments.d.helm.values.image", "ghcr.io/org/app:old", "localhost:31234/org/app:<tag>")],
+        [
+            IMAGE_LOC,
+            (
+                10,
+                16,
+                "deployments.d.helm.values.image",
+                "ghcr.io/org/app:old",
+                "localhost:31234/org/app:<tag>",
+            ),
+        ],
         id="helm-value-gets-built-tag-and-key-is-not-an-image",
     ),
     pytest.param(
         "deployments:\n  d:\n    helm:\n      values:\n        containers:\n        - image: image(app):tag(app)\n",
-        [IMAGE_LOC, (11, 18, "deployments.d.helm.values.containers[0].image", "image(app):tag(app)",
-                     "localhost:31234/org/app:<tag>")],
+        [
+            IMAGE_LOC,
+            (
+                11,
+                18,
+                "deployments.d.helm.values.containers[0].image",
+                "image(app):tag(app)",
+                "localhost:31234/org/app:<tag>",
+            ),
+        ],
         id="helpers",
     ),
     pytest.param(
         "deployments:\n  d:\n    helm:\n      values:\n        repo: ${runtime.images.app.image}\n"
         "        tag: ${runtime.images.app.tag}\n",
-        [IMAGE_LOC, (10, 15, "deployments.d.helm.values.repo", "${runtime.images.app.image}", "localhost:31234/org/app"),
-         (11, 14, "deployments.d.helm.values.tag", "${runtime.images.app.tag}", "<tag>")],
+        [
+            IMAGE_LOC,
+            (
+                10,
+                15,
+                "deployments.d.helm.values.repo",
+                "${runtime.images.app.image}",
+                "localhost:31234/org/app",
+            ),
+            (11, 14, "deployments.d.helm.values.tag", "${runtime.images.app.tag}", "<tag>"),
+        ],
         id="runtime-variables",
     ),
     pytest.param(
@@ -77,18 +115,26 @@ CASES = [
 
 
 @pytest.mark.parametrize(("extra", "expected"), CASES)
-def test_locations(tmp_path: Path, extra: str, expected: list[tuple[int, int, str, str, str]]) -> None:
+def test_locations(
+    tmp_path: Path, extra: str, expected: list[tuple[int, int, str, str, str]]
+) -> None:
     assert locations(preview(tmp_path, extra)) == expected
 
 
 def test_manifest_files_are_read_not_written(tmp_path: Path) -> None:
     manifest = "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: a\n    image: ghcr.io/org/app:v1\n"
     (tmp_path / "k8s").mkdir()
-    (tmp_path / "k8s" / "pod.yaml").write_text("---\napiVersion: v1\nkind: Namespace\n---\n" + manifest)
+    (tmp_path / "k8s" / "pod.yaml").write_text(
+        "---\napiVersion: v1\nkind: Namespace\n---\n" + manifest
+    )
     before = (tmp_path / "k8s" / "pod.yaml").read_bytes()
     p = preview(tmp_path, "deployments:\n  d:\n    kubectl:\n      manifests:\n      - k8s/\n")
     assert locations(p)[1] == (
-        10, 12, "[1].spec.containers[0].image", "ghcr.io/org/app:v1", "localhost:31234/org/app:<tag>",
+        10,
+        12,
+        "[1].spec.containers[0].image",
+        "ghcr.io/org/app:v1",
+        "localhost:31234/org/app:<tag>",
     )
     assert p.images[0].locations[1].file == "k8s/pod.yaml"
     assert (tmp_path / "k8s" / "pod.yaml").read_bytes() == before
@@ -100,7 +146,11 @@ def test_missing_manifest_is_a_note(tmp_path: Path) -> None:
 
 
 def test_tag_in_image_moves_to_tags(tmp_path: Path) -> None:
-    p = preview(tmp_path, "", base="localRegistry:\n  enabled: true\nimages:\n  app:\n    image: org/app:1.2\n")
+    p = preview(
+        tmp_path,
+        "",
+        base="localRegistry:\n  enabled: true\nimages:\n  app:\n    image: org/app:1.2\n",
+    )
     assert p.variables["RUNTIME_IMAGES_APP"] == "localhost:31234/org/app:1.2"
     assert locations(p) == [(5, 12, "images.app.image", "org/app:1.2", "localhost:31234/org/app")]
 
@@ -132,7 +182,13 @@ def test_golden_devspace_fixture(corpus: Path) -> None:
     got = {i.key: [(loc.path, loc.rewritten) for loc in i.locations] for i in result.preview.images}
     assert got["app"] == [
         ("images.app.image", "localhost:[NODE_PORT]/my-docker-username/helloworld"),
-        ("deployments.app.helm.values.containers[0].image", "localhost:[NODE_PORT]/my-docker-username/helloworld:<tag>"),
-        ("deployments.app.helm.values.containers[1].image", "localhost:[NODE_PORT]/my-docker-username/helloworld:<tag>"),
+        (
+            "deployments.app.helm.values.containers[0].image",
+            "localhost:[NODE_PORT]/my-docker-username/helloworld:<tag>",
+        ),
+        (
+            "deployments.app.helm.values.containers[1].image",
+            "localhost:[NODE_PORT]/my-docker-username/helloworld:<tag>",
+        ),
         ("dev.app.imageSelector", "localhost:[NODE_PORT]/my-docker-username/helloworld"),
     ]

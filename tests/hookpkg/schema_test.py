@@ -37,15 +37,36 @@ def as_node(value: Any) -> Node:
 
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10, 70000), st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(["", "5Gi", "1.5Mi", "5GB", "reg", "My_Reg", "${X}", "$(cmd)", "registry:2", "a" * 70, "-x"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 70000),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(
+        ["", "5Gi", "1.5Mi", "5GB", "reg", "My_Reg", "${X}", "$(cmd)", "registry:2", "a" * 70, "-x"]
+    ),
     st.text(max_size=8),
 )
-keys = st.sampled_from(["enabled", "localbuild", "namespace", "name", "image", "buildKitImage", "port",
-                        "persistence", "locaBuild", "extra"])
-persistence = st.dictionaries(st.sampled_from(["enabled", "size", "storageClassName", "sise"]), scalars, max_size=4)
+keys = st.sampled_from(
+    [
+        "enabled",
+        "localbuild",
+        "namespace",
+        "name",
+        "image",
+        "buildKitImage",
+        "port",
+        "persistence",
+        "locaBuild",
+        "extra",
+    ]
+)
+persistence = st.dictionaries(
+    st.sampled_from(["enabled", "size", "storageClassName", "sise"]), scalars, max_size=4
+)
 documents = st.one_of(
-    st.none(), scalars, st.lists(scalars, max_size=2),
+    st.none(),
+    scalars,
+    st.lists(scalars, max_size=2),
     st.dictionaries(keys, st.one_of(scalars, persistence), max_size=6),
 )
 

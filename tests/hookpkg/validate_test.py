@@ -39,122 +39,207 @@ def only(diags: list[Diagnostic], severity: str) -> list[tuple[int, int, str]]:
 
 
 ERRORS = [
-    pytest.param("localRegistry: [a, b]\n", (1, 16, "localRegistry"), "must be a mapping", id="list"),
+    pytest.param(
+        "localRegistry: [a, b]\n", (1, 16, "localRegistry"), "must be a mapping", id="list"
+    ),
     pytest.param("localRegistry: on\n", (1, 16, "localRegistry"), "must be a mapping", id="scalar"),
     pytest.param(
-        "localRegistry:\n  locaBuild: true\n", (2, 3, "localRegistry.locaBuild"),
-        "did you mean 'localbuild'", id="unknown-key-did-you-mean",
+        "localRegistry:\n  locaBuild: true\n",
+        (2, 3, "localRegistry.locaBuild"),
+        "did you mean 'localbuild'",
+        id="unknown-key-did-you-mean",
     ),
     pytest.param(
         "localRegistry:\n  persistence:\n    sise: 1Gi\n    enabled: true\n",
-        (3, 5, "localRegistry.persistence.sise"), "did you mean 'size'", id="unknown-nested-key",
+        (3, 5, "localRegistry.persistence.sise"),
+        "did you mean 'size'",
+        id="unknown-nested-key",
     ),
     pytest.param(
-        "localRegistry:\n  enabled: maybe\n", (2, 12, "localRegistry.enabled"),
-        "expected true or false, got string 'maybe'", id="bool-type",
+        "localRegistry:\n  enabled: maybe\n",
+        (2, 12, "localRegistry.enabled"),
+        "expected true or false, got string 'maybe'",
+        id="bool-type",
     ),
     pytest.param(
-        "localRegistry:\n  enabled: 'true'\n", (2, 12, "localRegistry.enabled"),
-        "expected true or false, got string 'true'", id="quoted-bool",
+        "localRegistry:\n  enabled: 'true'\n",
+        (2, 12, "localRegistry.enabled"),
+        "expected true or false, got string 'true'",
+        id="quoted-bool",
     ),
     pytest.param(
-        "localRegistry:\n  port: 70000\n", (2, 9, "localRegistry.port"), "70000 is out of range", id="port-high",
-    ),
-    pytest.param("localRegistry:\n  port: 0\n", (2, 9, "localRegistry.port"), "out of range", id="port-zero"),
-    pytest.param(
-        "localRegistry:\n  port: true\n", (2, 9, "localRegistry.port"), "expected an integer port", id="port-bool",
-    ),
-    pytest.param(
-        "localRegistry:\n  port: '5000'\n", (2, 9, "localRegistry.port"), "got string '5000'", id="port-string",
+        "localRegistry:\n  port: 70000\n",
+        (2, 9, "localRegistry.port"),
+        "70000 is out of range",
+        id="port-high",
     ),
     pytest.param(
-        "localRegistry:\n  name: My_Registry\n", (2, 9, "localRegistry.name"), "DNS-1123", id="name-dns",
+        "localRegistry:\n  port: 0\n", (2, 9, "localRegistry.port"), "out of range", id="port-zero"
     ),
     pytest.param(
-        "localRegistry:\n  namespace: " + "a" * 64 + "\n", (2, 14, "localRegistry.namespace"),
-        "64 characters", id="namespace-too-long",
+        "localRegistry:\n  port: true\n",
+        (2, 9, "localRegistry.port"),
+        "expected an integer port",
+        id="port-bool",
     ),
     pytest.param(
-        "localRegistry:\n  namespace: -ns\n", (2, 14, "localRegistry.namespace"), "DNS-1123", id="namespace-dash",
+        "localRegistry:\n  port: '5000'\n",
+        (2, 9, "localRegistry.port"),
+        "got string '5000'",
+        id="port-string",
+    ),
+    pytest.param(
+        "localRegistry:\n  name: My_Registry\n",
+        (2, 9, "localRegistry.name"),
+        "DNS-1123",
+        id="name-dns",
+    ),
+    pytest.param(
+        "localRegistry:\n  namespace: " + "a" * 64 + "\n",
+        (2, 14, "localRegistry.namespace"),
+        "64 characters",
+        id="namespace-too-long",
+    ),
+    pytest.param(
+        "localRegistry:\n  namespace: -ns\n",
+        (2, 14, "localRegistry.namespace"),
+        "DNS-1123",
+        id="namespace-dash",
     ),
     pytest.param(
         "localRegistry:\n  persistence:\n    enabled: true\n    size: 5GB\n",
-        (4, 11, "localRegistry.persistence.size"), "Kubernetes quantity", id="size-quantity",
+        (4, 11, "localRegistry.persistence.size"),
+        "Kubernetes quantity",
+        id="size-quantity",
     ),
     pytest.param(
         "localRegistry:\n  persistence:\n    enabled: true\n    size: -1\n",
-        (4, 11, "localRegistry.persistence.size"), "out of range", id="size-negative",
+        (4, 11, "localRegistry.persistence.size"),
+        "out of range",
+        id="size-negative",
     ),
     pytest.param(
-        "localRegistry:\n  image: Registry:2\n", (2, 10, "localRegistry.image"), "lowercase", id="image-uppercase",
+        "localRegistry:\n  image: Registry:2\n",
+        (2, 10, "localRegistry.image"),
+        "lowercase",
+        id="image-uppercase",
     ),
     pytest.param(
-        "localRegistry:\n  buildKitImage: moby//buildkit\n", (2, 18, "localRegistry.buildKitImage"),
-        "empty path component", id="buildkit-image-empty-component",
+        "localRegistry:\n  buildKitImage: moby//buildkit\n",
+        (2, 18, "localRegistry.buildKitImage"),
+        "empty path component",
+        id="buildkit-image-empty-component",
     ),
     pytest.param(
-        "localRegistry:\n  image: ''\n", (2, 10, "localRegistry.image"), "non-empty", id="image-empty",
+        "localRegistry:\n  image: ''\n",
+        (2, 10, "localRegistry.image"),
+        "non-empty",
+        id="image-empty",
     ),
     pytest.param(
-        "localRegistry:\n  persistence: yes\n", (2, 16, "localRegistry.persistence"),
-        "got boolean yes", id="persistence-not-mapping",
+        "localRegistry:\n  persistence: yes\n",
+        (2, 16, "localRegistry.persistence"),
+        "got boolean yes",
+        id="persistence-not-mapping",
     ),
     pytest.param(
-        "images:\n  app:\n    image: Org/App\n", (3, 12, "images.app.image"), "lowercase", id="images-uppercase",
+        "images:\n  app:\n    image: Org/App\n",
+        (3, 12, "images.app.image"),
+        "lowercase",
+        id="images-uppercase",
     ),
     pytest.param(
-        "images:\n  app:\n    image: org//app\n", (3, 12, "images.app.image"), "empty path component",
+        "images:\n  app:\n    image: org//app\n",
+        (3, 12, "images.app.image"),
+        "empty path component",
         id="images-empty-component",
     ),
     pytest.param(
-        "images:\n  app:\n    image: org/app!\n", (3, 12, "images.app.image"), "invalid path component",
+        "images:\n  app:\n    image: org/app!\n",
+        (3, 12, "images.app.image"),
+        "invalid path component",
         id="images-bad-character",
     ),
     pytest.param(
-        "images:\n  app:\n    image: org/app:-bad\n", (3, 12, "images.app.image"), "invalid tag",
+        "images:\n  app:\n    image: org/app:-bad\n",
+        (3, 12, "images.app.image"),
+        "invalid tag",
         id="images-bad-tag",
     ),
-    pytest.param("images:\n  app:\n    dockerfile: x\n", (2, 3, "images.app"), "missing required field 'image'",
-                 id="images-missing-image"),
-    pytest.param("images:\n  app: org/app\n", (2, 8, "images.app"), "expected a mapping", id="images-entry-scalar"),
     pytest.param(
-        "localRegistry:\n  enabled: true\nimages:\n  app:\n    image: gcr.io/x/y@sha256:" + "a" * 64 + "\n",
-        (5, 12, "images.app.image"), "digest-pinned", id="digest-enabled-true",
+        "images:\n  app:\n    dockerfile: x\n",
+        (2, 3, "images.app"),
+        "missing required field 'image'",
+        id="images-missing-image",
     ),
     pytest.param(
-        "images:\n  my-app:\n    image: a\n  my_app:\n    image: b\n", (4, 3, "images.my_app"),
-        "both define the variable RUNTIME_IMAGES_MY_APP", id="env-collision",
+        "images:\n  app: org/app\n",
+        (2, 8, "images.app"),
+        "expected a mapping",
+        id="images-entry-scalar",
     ),
     pytest.param(
-        "images:\n  app:\n    image: a\n  app_image:\n    image: b\n", (4, 3, "images.app_image"),
-        "RUNTIME_IMAGES_APP_IMAGE", id="env-collision-suffix",
+        "localRegistry:\n  enabled: true\nimages:\n  app:\n    image: gcr.io/x/y@sha256:"
+        + "a" * 64
+        + "\n",
+        (5, 12, "images.app.image"),
+        "digest-pinned",
+        id="digest-enabled-true",
     ),
     pytest.param(
-        "images:\n  app:\n    image: a\n    localRegistry:\n      name: r\n", (4, 5, "images.app.localRegistry"),
-        "belongs at the top level", id="misplaced",
+        "images:\n  my-app:\n    image: a\n  my_app:\n    image: b\n",
+        (4, 3, "images.my_app"),
+        "both define the variable RUNTIME_IMAGES_MY_APP",
+        id="env-collision",
     ),
     pytest.param(
-        "localRegistry:\n  enabled: true\n  enabled: false\n", (3, 3, "localRegistry.enabled"),
-        "duplicate key 'enabled' (first defined at line 2)", id="duplicate-key",
+        "images:\n  app:\n    image: a\n  app_image:\n    image: b\n",
+        (4, 3, "images.app_image"),
+        "RUNTIME_IMAGES_APP_IMAGE",
+        id="env-collision-suffix",
     ),
     pytest.param(
-        "vars:\n  PORT: abc\nlocalRegistry:\n  port: ${PORT}\n", (4, 9, "localRegistry.port"),
-        "resolves to 'abc'", id="var-resolves-to-bad-port",
+        "images:\n  app:\n    image: a\n    localRegistry:\n      name: r\n",
+        (4, 5, "images.app.localRegistry"),
+        "belongs at the top level",
+        id="misplaced",
     ),
     pytest.param(
-        "vars:\n  NS: Bad_NS\nlocalRegistry:\n  namespace: ${NS}\n", (4, 14, "localRegistry.namespace"),
-        "resolves to 'Bad_NS'", id="var-resolves-to-bad-namespace",
+        "localRegistry:\n  enabled: true\n  enabled: false\n",
+        (3, 3, "localRegistry.enabled"),
+        "duplicate key 'enabled' (first defined at line 2)",
+        id="duplicate-key",
     ),
     pytest.param(
-        "vars:\n  REPO: Bad\nimages:\n  app:\n    image: ${REPO}/app\n", (5, 12, "images.app.image"),
-        "'Bad/app' (from '${REPO}/app')", id="var-resolves-to-bad-image",
+        "vars:\n  PORT: abc\nlocalRegistry:\n  port: ${PORT}\n",
+        (4, 9, "localRegistry.port"),
+        "resolves to 'abc'",
+        id="var-resolves-to-bad-port",
+    ),
+    pytest.param(
+        "vars:\n  NS: Bad_NS\nlocalRegistry:\n  namespace: ${NS}\n",
+        (4, 14, "localRegistry.namespace"),
+        "resolves to 'Bad_NS'",
+        id="var-resolves-to-bad-namespace",
+    ),
+    pytest.param(
+        "vars:\n  REPO: Bad\nimages:\n  app:\n    image: ${REPO}/app\n",
+        (5, 12, "images.app.image"),
+        "'Bad/app' (from '${REPO}/app')",
+        id="var-resolves-to-bad-image",
     ),
     pytest.param(
         "profiles:\n- name: p\n  merge:\n    localRegistry:\n      prot: 5000\n",
-        (5, 7, "profiles[0].merge.localRegistry.prot"), "did you mean 'port'", id="profile-merge",
+        (5, 7, "profiles[0].merge.localRegistry.prot"),
+        "did you mean 'port'",
+        id="profile-merge",
     ),
-    pytest.param("- a\n- b\n", (1, 1, ""), "must be a mapping at the top level", id="top-level-list"),
-    pytest.param("images: [a]\n", (1, 9, "images"), "expected a mapping of images", id="images-list"),
+    pytest.param(
+        "- a\n- b\n", (1, 1, ""), "must be a mapping at the top level", id="top-level-list"
+    ),
+    pytest.param(
+        "images: [a]\n", (1, 9, "images"), "expected a mapping of images", id="images-list"
+    ),
 ]
 
 
@@ -168,7 +253,9 @@ def test_errors(tmp_path: Path, text: str, where: tuple[int, int, str], message:
 
 SYNTAX = [
     pytest.param("localRegistry:\n\tenabled: true\n", (2, 1), "tab character", id="tab"),
-    pytest.param("localRegistry:\n  enabled: true\n    port: 1\n", (3, 9), "invalid YAML", id="bad-indent"),
+    pytest.param(
+        "localRegistry:\n  enabled: true\n    port: 1\n", (3, 9), "invalid YAML", id="bad-indent"
+    ),
     pytest.param("images: {a: [}\n", (1, 14), "invalid YAML", id="flow"),
     pytest.param("a: 1\n---\nb: 2\n", (2, 1), "single YAML document", id="two-documents"),
     pytest.param("key: 'unterminated\n", (2, 1), "invalid YAML", id="unterminated-quote"),
@@ -184,35 +271,59 @@ def test_yaml_syntax(tmp_path: Path, text: str, where: tuple[int, int], message:
 
 
 WARNINGS = [
-    pytest.param("localRegistry:\n  enabled: yes\n", (2, 12, "localRegistry.enabled"), "write true", id="yaml11-yes"),
-    pytest.param("localRegistry:\n  localbuild: off\n", (2, 15, "localRegistry.localbuild"), "write false",
-                 id="yaml11-off"),
     pytest.param(
-        "localRegistry:\n  persistence:\n    size: 1Gi\n", (3, 5, "localRegistry.persistence.size"),
-        "no effect while persistence.enabled is not true", id="persistence-disabled",
+        "localRegistry:\n  enabled: yes\n",
+        (2, 12, "localRegistry.enabled"),
+        "write true",
+        id="yaml11-yes",
     ),
     pytest.param(
-        "localRegistry:\n  image: my/registry:1\n  port: 6000\n", (3, 9, "localRegistry.port"),
-        "may ignore it", id="port-custom-image",
+        "localRegistry:\n  localbuild: off\n",
+        (2, 15, "localRegistry.localbuild"),
+        "write false",
+        id="yaml11-off",
     ),
     pytest.param(
-        "images:\n  app:\n    image: gcr.io/x/y@sha256:" + "a" * 64 + "\n", (3, 12, "images.app.image"),
-        "only a problem if the push is refused", id="digest-enabled-unset",
+        "localRegistry:\n  persistence:\n    size: 1Gi\n",
+        (3, 5, "localRegistry.persistence.size"),
+        "no effect while persistence.enabled is not true",
+        id="persistence-disabled",
     ),
     pytest.param(
-        "localRegistry:\n  enabled: true\nimages:\n  app:\n    image: a\n    kaniko: {}\n", (4, 3, "images.app"),
-        "built with kaniko", id="enabled-with-kaniko",
+        "localRegistry:\n  image: my/registry:1\n  port: 6000\n",
+        (3, 9, "localRegistry.port"),
+        "may ignore it",
+        id="port-custom-image",
+    ),
+    pytest.param(
+        "images:\n  app:\n    image: gcr.io/x/y@sha256:" + "a" * 64 + "\n",
+        (3, 12, "images.app.image"),
+        "only a problem if the push is refused",
+        id="digest-enabled-unset",
+    ),
+    pytest.param(
+        "localRegistry:\n  enabled: true\nimages:\n  app:\n    image: a\n    kaniko: {}\n",
+        (4, 3, "images.app"),
+        "built with kaniko",
+        id="enabled-with-kaniko",
     ),
     pytest.param(
         "localRegistry:\n  enabled: true\nimages:\n  app:\n    image: a\n    buildKit:\n      inCluster: {}\n",
-        (4, 3, "images.app"), "buildKit.inCluster", id="enabled-with-incluster",
+        (4, 3, "images.app"),
+        "buildKit.inCluster",
+        id="enabled-with-incluster",
     ),
     pytest.param(
         "localRegistry:\n  enabled: true\nimages:\n  app:\n    image: a\n    custom:\n      command: x\n",
-        (4, 3, "images.app"), "custom build", id="enabled-with-custom",
+        (4, 3, "images.app"),
+        "custom build",
+        id="enabled-with-custom",
     ),
     pytest.param(
-        "imports:\n- path: ../../outside.yaml\n", (2, 9, "imports[0].path"), "not checked", id="import-unreadable",
+        "imports:\n- path: ../../outside.yaml\n",
+        (2, 9, "imports[0].path"),
+        "not checked",
+        id="import-unreadable",
     ),
 ]
 
@@ -235,16 +346,30 @@ CLEAN = [
         "  persistence:\n    enabled: true\n    size: 10Gi\n    storageClassName: standard\n",
         id="every-field",
     ),
-    pytest.param("localRegistry:\n  persistence:\n    enabled: true\n    size: 1073741824\n", id="size-integer"),
-    pytest.param("localRegistry:\n  enabled: false\nimages:\n  app:\n    image: gcr.io/x/y@sha256:" + "a" * 64 + "\n",
-                 id="digest-enabled-false"),
-    pytest.param("localRegistry:\n  enabled: ${USE_REGISTRY}\n  port: $(echo 5000)\n", id="unresolved-expressions"),
+    pytest.param(
+        "localRegistry:\n  persistence:\n    enabled: true\n    size: 1073741824\n",
+        id="size-integer",
+    ),
+    pytest.param(
+        "localRegistry:\n  enabled: false\nimages:\n  app:\n    image: gcr.io/x/y@sha256:"
+        + "a" * 64
+        + "\n",
+        id="digest-enabled-false",
+    ),
+    pytest.param(
+        "localRegistry:\n  enabled: ${USE_REGISTRY}\n  port: $(echo 5000)\n",
+        id="unresolved-expressions",
+    ),
     pytest.param("vars:\n  P: 6000\nlocalRegistry:\n  port: ${P}\n", id="var-resolved-port"),
     pytest.param("images:\n  app:\n    image: '[::1]:5000/app'\n", id="ipv6-registry"),
-    pytest.param("images:\n  app:\n    image: registry.example.com:5000/a/b:1.0\n", id="host-port-tag"),
+    pytest.param(
+        "images:\n  app:\n    image: registry.example.com:5000/a/b:1.0\n", id="host-port-tag"
+    ),
     pytest.param("base: &b\n  image: a\nimages:\n  app:\n    <<: *b\n", id="merge-key"),
-    pytest.param("deployments:\n  x:\n    helm:\n      values:\n        localRegistry: {anything: 1}\n",
-                 id="localRegistry-in-helm-values-is-user-data"),
+    pytest.param(
+        "deployments:\n  x:\n    helm:\n      values:\n        localRegistry: {anything: 1}\n",
+        id="localRegistry-in-helm-values-is-user-data",
+    ),
 ]
 
 
@@ -263,16 +388,25 @@ def test_old_version_is_a_note(tmp_path: Path) -> None:
 
 
 def test_environment_resolves_variables(tmp_path: Path) -> None:
-    diags = run(tmp_path, "localRegistry:\n  port: ${DEVREG_TEST_PORT}\n", env={"DEVREG_TEST_PORT": "99999"})
+    diags = run(
+        tmp_path, "localRegistry:\n  port: ${DEVREG_TEST_PORT}\n", env={"DEVREG_TEST_PORT": "99999"}
+    )
     assert only(diags, "error") == [(2, 9, "localRegistry.port")]
 
 
 def test_import_diagnostics_point_into_imported_file(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
-    (tmp_path / "base.yaml").write_text("localRegistry:\n  port: 0\nimages:\n  app:\n    image: A/b\n")
+    (tmp_path / "base.yaml").write_text(
+        "localRegistry:\n  port: 0\nimages:\n  app:\n    image: A/b\n"
+    )
     diags = run(tmp_path, "imports:\n- path: base.yaml\n")
-    errors = sorted((Path(d.file).name, d.line, d.col, d.path) for d in diags if d.severity == "error")
-    assert errors == [("base.yaml", 2, 9, "localRegistry.port"), ("base.yaml", 5, 12, "images.app.image")]
+    errors = sorted(
+        (Path(d.file).name, d.line, d.col, d.path) for d in diags if d.severity == "error"
+    )
+    assert errors == [
+        ("base.yaml", 2, 9, "localRegistry.port"),
+        ("base.yaml", 5, 12, "images.app.image"),
+    ]
 
 
 def test_importing_file_wins(tmp_path: Path) -> None:

@@ -14,8 +14,11 @@ def test_env_name(key: str, name: str) -> None:
 
 
 def test_all_variables_single_image() -> None:
-    out = all_variables({"app": Delivered("localhost:31234/org/app", "abc")}, registry="localhost:31234",
-                        image_count=1)
+    out = all_variables(
+        {"app": Delivered("localhost:31234/org/app", "abc")},
+        registry="localhost:31234",
+        image_count=1,
+    )
     assert out == {
         "DEVREG_REGISTRY": "localhost:31234",
         "DEVSPACE_HOOK_IMAGE_NAME": "localhost:31234/org/app",
@@ -28,7 +31,9 @@ def test_all_variables_single_image() -> None:
 
 
 def test_no_registry_no_single_hook_name_for_two_images() -> None:
-    out = all_variables({"a": Delivered("a", "1"), "b": Delivered("b", "2")}, registry=None, image_count=2)
+    out = all_variables(
+        {"a": Delivered("a", "1"), "b": Delivered("b", "2")}, registry=None, image_count=2
+    )
     assert "DEVREG_REGISTRY" not in out and "DEVSPACE_HOOK_IMAGE_NAME" not in out
 
 
@@ -41,8 +46,14 @@ def test_collisions() -> None:
 
 @pytest.mark.parametrize(
     ("value", "ok"),
-    [("localhost:5000/a/b:c", True), ("a@sha256:00", True), ("a b", False), ("$(x)", False), ("a'b", False),
-     ("", True)],
+    [
+        ("localhost:5000/a/b:c", True),
+        ("a@sha256:00", True),
+        ("a b", False),
+        ("$(x)", False),
+        ("a'b", False),
+        ("", True),
+    ],
 )
 def test_valid_value(value: str, ok: bool) -> None:
     assert valid_value(value) is ok

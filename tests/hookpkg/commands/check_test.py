@@ -41,21 +41,34 @@ def test_node_port_substitutes(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "[NODE_PORT]" not in out
 
 
-def test_bad_file_reports_compiler_style(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_file_reports_compiler_style(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     f = tmp_path / "devspace.yaml"
     f.write_text(BAD)
     rc, out = run(capsys, "check", str(f))
     assert rc == 1
     lines = out.splitlines()
-    assert f"{f}:3:3: error: localRegistry.locaBuild: unknown key 'locaBuild'; did you mean 'localbuild'?" in lines[0]
+    assert (
+        f"{f}:3:3: error: localRegistry.locaBuild: unknown key 'locaBuild'; did you mean 'localbuild'?"
+        in lines[0]
+    )
     assert lines[1].startswith(f"{f}:4:9: error: localRegistry.port: 70000 is out of range")
     assert lines[-1] == "2 errors, 0 warnings"
 
 
-def test_a_bad_file_never_stops_the_others(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_file_never_stops_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "a.yaml").write_text(BAD)
     (tmp_path / "b.yaml").write_text(GOOD)
-    rc, out = run(capsys, "check", str(tmp_path / "a.yaml"), str(tmp_path / "missing.yaml"), str(tmp_path / "b.yaml"))
+    rc, out = run(
+        capsys,
+        "check",
+        str(tmp_path / "a.yaml"),
+        str(tmp_path / "missing.yaml"),
+        str(tmp_path / "b.yaml"),
+    )
     assert rc == 2  # a missing file wins over config errors
     assert "a.yaml:3:3: error" in out
     assert f"{tmp_path / 'missing.yaml'}: error: no such file" in out
@@ -70,7 +83,9 @@ def test_a_bad_file_never_stops_the_others(tmp_path: Path, capsys: pytest.Captur
         pytest.param(lambda p: p.write_bytes(b"\xff\xfe\x00bad"), "not UTF-8", id="binary"),
     ],
 )
-def test_unreadable_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], setup, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_unreadable_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setup, message: str
+) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "devspace.yaml"
     setup(f)
     rc, out = run(capsys, "check", str(f))
@@ -81,8 +96,16 @@ def test_unreadable_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], s
 def test_json_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a.yaml").write_text(BAD)
     (tmp_path / "b.yaml").write_text(GOOD)
-    rc, out = run(capsys, "check", "--format", "json", "--node-port", "30001",
-                  str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"))
+    rc, out = run(
+        capsys,
+        "check",
+        "--format",
+        "json",
+        "--node-port",
+        "30001",
+        str(tmp_path / "a.yaml"),
+        str(tmp_path / "b.yaml"),
+    )
     assert rc == 1
     doc = json.loads(out)
     assert doc["version"] == 1 and doc["ok"] is False
@@ -90,22 +113,30 @@ def test_json_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     a, b = doc["files"]
     assert a["status"] == "error" and a["preview"] is None
     assert a["diagnostics"][0] == {
-        "file": str(tmp_path / "a.yaml"), "line": 3, "column": 3, "severity": "error",
+        "file": str(tmp_path / "a.yaml"),
+        "line": 3,
+        "column": 3,
+        "severity": "error",
         "path": "localRegistry.locaBuild",
         "message": "unknown key 'locaBuild'; did you mean 'localbuild'? (allowed: buildKitImage, enabled, image, "
-                   "localbuild, name, namespace, persistence, port)",
+        "localbuild, name, namespace, persistence, port)",
     }
     img = b["preview"]["images"][0]
     assert img["key"] == "app" and img["path"] == "local-registry"
     assert img["locations"][0] == {
-        "file": str(tmp_path / "b.yaml"), "line": 6, "column": 12, "path": "images.app.image",
-        "original": "ghcr.io/org/app", "rewritten": "localhost:30001/org/app",
+        "file": str(tmp_path / "b.yaml"),
+        "line": 6,
+        "column": 12,
+        "path": "images.app.image",
+        "original": "ghcr.io/org/app",
+        "rewritten": "localhost:30001/org/app",
     }
     assert b["preview"]["variables"]["RUNTIME_IMAGES_APP"] == "localhost:30001/org/app:<tag>"
 
 
-def test_context_flag_classifies_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_context_flag_classifies_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\ncurrent-context: gke\ncontexts:\n- name: gke\n  context: {cluster: c}\n"
@@ -141,16 +172,29 @@ def test_check_imports_no_runtime_libraries(tmp_path: Path) -> None:
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'kubernetes', 'watchdog', 'jsonschema', 'requests'))\n"
         "print('HEAVY', heavy)\nraise SystemExit(rc)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])},
+    )
     assert "HEAVY []" in out.stdout
 
 
 def test_console_script_exit_codes(tmp_path: Path) -> None:
     (tmp_path / "devspace.yaml").write_text(BAD)
-    proc = subprocess.run([sys.executable, "-m", "watcher", "check", str(tmp_path / "devspace.yaml")],
-                          capture_output=True, text=True, cwd=Path(__file__).parents[3])
+    proc = subprocess.run(
+        [sys.executable, "-m", "watcher", "check", str(tmp_path / "devspace.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[3],
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "watcher", "check", "--bogus"], capture_output=True, text=True,
-                          cwd=Path(__file__).parents[3])
+    proc = subprocess.run(
+        [sys.executable, "-m", "watcher", "check", "--bogus"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[3],
+    )
     assert proc.returncode == 2 and "unrecognized arguments" in proc.stderr
