@@ -1,0 +1,77 @@
+"""``devreg status``: the registry (``watcher.registry.status_info``, when
+installed) and the watcher, per image: state, tag, last build, last error."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from watcher.state import StateDir
+
+
+def _registry_info(
+    config: Path, context: str | None, namespace: str | None
+) -> dict[str, Any] | None:
+    try:
+        module = importlib.import_module("watcher.registry")
+    except ModuleNotFoundError:
+        return None
+    info = getattr(module, "status_info", None)
+    if info is None:
+        return None
+    try:
+        result: dict[str, Any] = info(config=config, context=context, namespace=namespace)
+    except Exception as e:  # the cluster is unreachable: the watcher half still counts
+        return {"error": str(e)}
+    return result
+
+
+def status(
+    *,
+    config: Path = Path("devspace.yaml"),
+    context: str | None = None,
+    namespace: str | None = None,
+    fmt: str = "text",
+) -> int:
+    state = StateDir(config.resolve().parent)
+    running = state.watcher_running()
+    saved = state.read_status() or {}
+    watcher: dict[str, Any] = {
+        "running": running,
+        "pid": state.read_pid() if running else None,
+        "log": str(state.log_path) if state.log_path.exists() else None,
+        "images": saved.get("images", {}),
+        "updated": saved.get("updated"),
+    }
+    doc = {"watcher": watcher, "registry": _registry_info(config, context, namespace)}
+    if fmt == "json":
+        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+        return 0
+    registry = doc["registry"]
+    if registry is not None:
+        print(
+            "registry: "
+            + ", ".join(f"{k}={v}" for k, v in registry.items() if not isinstance(v, (dict, list)))
+        )
+    if running:
+        print(f"watcher: running (pid {watcher['pid']}), log {state.log_path}")
+    else:
+        print("watcher: not running" + (" (last state below)" if watcher["images"] else ""))
+    for key, info in sorted(watcher["images"].items()):
+        seconds = info.get("last_build_seconds")
+        took = f"{seconds:.2f} s" if isinstance(seconds, (int, float)) else "-"
+        print(
+            f"  {key}: {info.get('state')}  tag {info.get('tag') or '-'}  last {took}  path {info.get('path') or '-'}"
+        )
+        if info.get("last_error"):
+            print(f"    error: {info['last_error']}")
+            for line in info.get("last_error_tail", [])[-10:]:
+                print(f"      {line}")
+    if isinstance(saved.get("updated"), (int, float)):
+        print(f"  (status written {time.time() - saved['updated']:.0f} s ago)")
+    return 0

@@ -1,0 +1,41 @@
+"""``devreg stop``: end the background watcher (SIGTERM, then SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from watcher.state import StateDir
+
+STOP_TIMEOUT = 15.0
+
+
+def stop(
+    *,
+    config: Path = Path("devspace.yaml"),
+    context: str | None = None,
+    namespace: str | None = None,
+    fmt: str = "text",
+) -> int:
+    state = StateDir(config.resolve().parent)
+    pid = state.read_pid()
+    if not state.watcher_running():
+        print("no devreg watcher is running for this project")
+        if pid is not None:
+            state.pid_path.unlink(missing_ok=True)
+        return 0
+    if pid is None:
+        print("a devreg watcher holds the lock but wrote no pid file; cannot stop it")
+        return 1
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while state.watcher_running():
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            print(f"the watcher (pid {pid}) did not stop within {STOP_TIMEOUT:.0f} s; killed it")
+            return 1
+        time.sleep(0.05)
+    print(f"stopped the devreg watcher (pid {pid})")
+    return 0

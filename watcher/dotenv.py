@@ -1,0 +1,94 @@
+"""``.devreg.env`` (SPEC §5): ``export NAME=value`` lines, written atomically.
+
+Values are limited to ``[A-Za-z0-9._:/@-]`` so the file needs no quoting and
+reads the same in bash, zsh, sh, python-dotenv and direnv; a value outside
+that set is refused, never quoted. The file is replaced with a rename of a
+temporary file in the same directory, so a reader sees the old file or the
+new one, never a part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from hookpkg.errors import FatalError
+from hookpkg.variables import valid_value
+
+ENV_FILE = ".devreg.env"
+HEADER = (
+    "# Written by devreg: the images the cluster should run. Do not edit.\n"
+    "# Load it with: . ./.devreg.env\n"
+)
+_NAME = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
+_LINE = re.compile(r"export ([A-Z_][A-Z0-9_]*)=([A-Za-z0-9._:/@-]*)\Z")
+
+
+def render(variables: Mapping[str, str]) -> str:
+    """The file's text; raises :class:`FatalError` for a name or value that
+    cannot be written safely."""
+    lines = [HEADER]
+    for name in sorted(variables):
+        value = variables[name]
+        if not _NAME.match(name):
+            raise FatalError(f"{ENV_FILE}: refusing variable name {name!r}")
+        if not valid_value(value):
+            raise FatalError(
+                f"{ENV_FILE}: refusing {name}={value!r}: values are limited to "
+                "[A-Za-z0-9._:/@-] so the file can be sourced without quoting"
+            )
+        lines.append(f"export {name}={value}\n")
+    return "".join(lines)
+
+
+def parse(text: str) -> dict[str, str]:
+    """Read back a file :func:`render` wrote (other lines are ignored)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def read(path: Path) -> dict[str, str]:
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+
+
+def write_atomic(path: Path, text: str) -> bool:
+    """Replace ``path`` with ``text`` atomically; returns False when the file
+    already had exactly this content (nothing is written then)."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return True
+
+
+def write(path: Path, variables: Mapping[str, str]) -> bool:
+    return write_atomic(path, render(variables))
+
+
+def to_json(variables: Mapping[str, str]) -> str:
+    return json.dumps(dict(sorted(variables.items())), indent=2) + "\n"
