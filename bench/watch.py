@@ -134,9 +134,9 @@ def main() -> int:
         if which in ("inotify", "all"):
             bench_inotify(root)
         if which in ("touch", "save", "restart", "all"):
-            from bench_watch_e2e import run  # type: ignore[import-not-found]
-
-            run(root, which)
+            # Figures 1, 2 and 5 drive a real watcher against the registry;
+            # not written yet (see the closing note).
+            print(f"{which}: not measured by this script yet")
     return 0
 
 
