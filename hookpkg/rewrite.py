@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -286,11 +287,9 @@ class _Engine:
             self.manifest_file(path, src, entry, where)
 
     def manifest_file(self, path: Path, src: Source, entry: Node, where: str) -> None:
-        display = (
-            str(path.relative_to(self.config.directory))
-            if path.is_relative_to(self.config.directory)
-            else str(path)
-        )
+        # Shown relative to where the config was named, so editors can jump to it.
+        rel = os.path.relpath(path, self.config.directory)
+        display = os.path.normpath(os.path.join(os.path.dirname(src.display), rel))
         try:
             docs = yamlpos.load_all(path.read_text(encoding="utf-8"), display)
         except (OSError, UnicodeDecodeError, yamlpos.YamlError) as e:
