@@ -136,7 +136,7 @@ def test_manifest_files_are_read_not_written(tmp_path: Path) -> None:
         "ghcr.io/org/app:v1",
         "localhost:31234/org/app:<tag>",
     )
-    assert p.images[0].locations[1].file == "k8s/pod.yaml"
+    assert p.images[0].locations[1].file == str(tmp_path / "k8s" / "pod.yaml")
     assert (tmp_path / "k8s" / "pod.yaml").read_bytes() == before
 
 
