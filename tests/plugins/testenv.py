@@ -1,0 +1,191 @@
+"""pytest plugin: the real test environment of ``scripts/testenv`` (see docs/testenv.md).
+
+Session fixtures:
+
+* ``testenv``: a frozen :class:`TestEnv` describing the running environment; it starts the
+  environment (``scripts/testenv up``) when ``scripts/testenv env`` says it does not run,
+  and sets ``DOCKER_HOST``, ``KUBECONFIG``, ``DEVREG_TEST_REGISTRY`` (and the other
+  exports) in ``os.environ`` for the session.
+* ``docker_client``: a docker SDK client for the environment's Docker Engine.
+* ``kube_api_client``: a kubernetes ``ApiClient`` for context ``devreg-test`` (admin).
+* ``limited_kube_api_client``: the same for ``devreg-test-limited`` (may not create
+  Deployments in ``devreg-limited``).
+
+With ``CI=true`` an environment that cannot start fails the test run; elsewhere the tests
+that need it are skipped with the reason.  Tests using these fixtures get the ``testenv``
+marker automatically (``-m "not testenv"`` runs the rest).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "testenv"
+# A cold `up` builds Kubernetes from source: tens of minutes on 2 cores.
+UP_TIMEOUT = float(os.environ.get("DEVREG_TESTENV_UP_TIMEOUT", 45 * 60))
+
+FIXTURES = ("testenv", "docker_client", "kube_api_client", "limited_kube_api_client")
+
+
+@dataclass(frozen=True)
+class TestEnv:
+    """What the running environment offers (all from ``scripts/testenv env``)."""
+
+    __test__ = False  # not a test class, despite the name
+
+    docker_host: str  # unix:///var/run/docker.sock
+    registry: str  # host:port of the loopback registry (no auth)
+    registry_bin: str  # Debian's docker-registry, to start more registries in tests
+    kubeconfig: str  # path; contexts below
+    context: str  # devreg-test: admin
+    limited_context: str  # devreg-test-limited: may not create Deployments in ...
+    limited_namespace: str  # ... this namespace (devreg-limited)
+    base_image: str  # devreg-test/busybox:latest, FROM scratch with busybox
+    registry_image: str  # registry:2.8.1, built locally from Debian's docker-registry
+    state_dir: str  # pids, ports, certs, logs of the environment
+    docker_cli: str = "/usr/bin/docker"  # the CLI with BuildKit built in
+    kube_version: str = ""
+
+    def log(self, name: str) -> Path:
+        """The log file of one process (``kube-apiserver``, ``registry``, ``kwok``, ...)."""
+        return Path(self.state_dir) / "logs" / f"{name}.log"
+
+
+def parse_exports(text: str) -> dict[str, str]:
+    """``export NAME=value`` lines (shell-quoted values) into a dict."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, _, value = words[1].partition("=")
+            env[name] = value
+    return env
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"test environment: {reason}", pytrace=False)
+    pytest.skip(f"test environment unavailable: {reason}")
+
+
+def _tail(text: str, n: int = 40) -> str:
+    return "\n".join(text.rstrip().splitlines()[-n:])
+
+
+def _run_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def start_testenv() -> dict[str, str]:
+    """The exports of the running environment, starting it if needed (raises on failure)."""
+    if not SCRIPT.is_file():
+        raise RuntimeError(f"{SCRIPT} is missing")
+    proc = _run_script("env", timeout=60)
+    if proc.returncode != 0:
+        try:
+            proc = _run_script("up", timeout=UP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"scripts/testenv up did not finish in {UP_TIMEOUT:.0f}s") from None
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"scripts/testenv up failed (exit {proc.returncode}):\n{_tail(proc.stderr)}"
+            )
+    return parse_exports(proc.stdout)
+
+
+REQUIRED = {
+    "DOCKER_HOST": "docker_host",
+    "DEVREG_TEST_REGISTRY": "registry",
+    "DEVREG_TEST_REGISTRY_BIN": "registry_bin",
+    "KUBECONFIG": "kubeconfig",
+    "DEVREG_TEST_KUBE_CONTEXT": "context",
+    "DEVREG_TEST_KUBE_LIMITED_CONTEXT": "limited_context",
+    "DEVREG_TEST_KUBE_LIMITED_NAMESPACE": "limited_namespace",
+    "DEVREG_TEST_BASE_IMAGE": "base_image",
+    "DEVREG_TEST_REGISTRY_IMAGE": "registry_image",
+    "DEVREG_TESTENV_DIR": "state_dir",
+}
+
+
+@pytest.fixture(scope="session")
+def testenv() -> Iterator[TestEnv]:
+    try:
+        exported = start_testenv()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        _unavailable(str(e))
+        raise  # unreachable: _unavailable fails or skips
+    missing = [name for name in REQUIRED if not exported.get(name)]
+    if missing:
+        _unavailable(f"scripts/testenv exported no {', '.join(missing)}")
+    fields: dict[str, Any] = {field: exported[name] for name, field in REQUIRED.items()}
+    env = TestEnv(
+        **fields,
+        docker_cli=exported.get("DEVREG_TEST_DOCKER_CLI", "/usr/bin/docker"),
+        kube_version=exported.get("DEVREG_TEST_KUBE_VERSION", ""),
+    )
+    saved = {name: os.environ.get(name) for name in exported}
+    os.environ.update(exported)
+    try:
+        yield env
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def docker_client(testenv: TestEnv) -> Iterator[Any]:
+    import docker
+
+    client = docker.DockerClient(base_url=testenv.docker_host)
+    try:
+        client.ping()
+    except Exception as e:  # noqa: BLE001 - any failure means the engine is not usable
+        _unavailable(f"Docker Engine at {testenv.docker_host} does not answer: {e}")
+    yield client
+    client.close()
+
+
+def _kube_client(testenv: TestEnv, context: str) -> Any:
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=testenv.kubeconfig, context=context)
+
+
+@pytest.fixture(scope="session")
+def kube_api_client(testenv: TestEnv) -> Iterator[Any]:
+    client = _kube_client(testenv, testenv.context)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def limited_kube_api_client(testenv: TestEnv) -> Iterator[Any]:
+    client = _kube_client(testenv, testenv.limited_context)
+    yield client
+    client.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the environment carries the ``testenv`` marker."""
+    for item in items:
+        if any(f in getattr(item, "fixturenames", ()) for f in FIXTURES):
+            item.add_marker(pytest.mark.testenv)
