@@ -92,23 +92,6 @@ def _run_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     )
 
 
-def start_testenv() -> dict[str, str]:
-    """The exports of the running environment, starting it if needed (raises on failure)."""
-    if not SCRIPT.is_file():
-        raise RuntimeError(f"{SCRIPT} is missing")
-    proc = _run_script("env", timeout=60)
-    if proc.returncode != 0:
-        try:
-            proc = _run_script("up", timeout=UP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"scripts/testenv up did not finish in {UP_TIMEOUT:.0f}s") from None
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"scripts/testenv up failed (exit {proc.returncode}):\n{_tail(proc.stderr)}"
-            )
-    return parse_exports(proc.stdout)
-
-
 REQUIRED = {
     "DOCKER_HOST": "docker_host",
     "DEVREG_TEST_REGISTRY": "registry",
@@ -121,6 +104,24 @@ REQUIRED = {
     "DEVREG_TEST_REGISTRY_IMAGE": "registry_image",
     "DEVREG_TESTENV_DIR": "state_dir",
 }
+
+
+def start_testenv() -> dict[str, str]:
+    """The exports of the running environment, starting it if needed (raises on failure)."""
+    if not SCRIPT.is_file():
+        raise RuntimeError(f"{SCRIPT} is missing")
+    proc = _run_script("env", timeout=60)
+    # Not running, or only some parts (`scripts/testenv up registry`): bring up the rest.
+    if proc.returncode != 0 or not all(parse_exports(proc.stdout).get(n) for n in REQUIRED):
+        try:
+            proc = _run_script("up", timeout=UP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"scripts/testenv up did not finish in {UP_TIMEOUT:.0f}s") from None
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"scripts/testenv up failed (exit {proc.returncode}):\n{_tail(proc.stderr)}"
+            )
+    return parse_exports(proc.stdout)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -457,3 +458,47 @@ def test_down_leaves_no_process_behind(testenv: TestEnv, tmp_path: Path) -> None
     assert [p for p in pids.values() if pid_running(p)] == []
     assert processes_mentioning(str(state)) == []
     assert script("env", env=env, timeout=60).returncode == 1
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
+def test_plugin_fails_in_ci_and_skips_elsewhere(
+    testenv: TestEnv, tmp_path: Path, ci: str, outcome: str
+) -> None:
+    """An environment that cannot start (here: the registry's port is taken) fails a CI run."""
+    probe = tmp_path / "probe_test.py"
+    probe.write_text("def test_needs_env(testenv):\n    pass\n")
+    repo = SCRIPT.parents[1]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env = {
+            **os.environ,
+            "CI": ci,
+            "PYTHONPATH": str(repo),
+            "DEVREG_TESTENV_DIR": str(tmp_path / "state"),
+            "DEVREG_TESTENV_REGISTRY_PORT": str(busy.getsockname()[1]),
+        }
+        try:
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-p",
+                    "tests.plugins.testenv",
+                    "-p",
+                    "no:cacheprovider",
+                    "-rs",
+                    str(probe),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                cwd=tmp_path,
+                env=env,
+            )
+        finally:
+            script("down", env={"DEVREG_TESTENV_DIR": str(tmp_path / "state")}, timeout=120)
+    assert outcome in proc.stdout, proc.stdout
+    assert "part 'registry' failed" in proc.stdout
+    assert proc.returncode == (1 if ci else 0)
