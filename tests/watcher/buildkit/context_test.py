@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from watcher.buildkit.context import pack
+from watcher.contenttag import ContextIndex
+
+LONG = "a" * 60 + "/" + "b" * 60 + "/" + "c" * 80 + ".txt"  # > 100 bytes: GNU long name
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[Path, Path]:
+    ctx = tmp_path / "ctx"
+    (ctx / "src" / "pkg").mkdir(parents=True)
+    (ctx / "src" / "main.py").write_text("print('hi')\n")
+    (ctx / "src" / "pkg" / "__init__.py").write_text("")
+    run = ctx / "run.sh"
+    run.write_text("#!/bin/sh\necho run\n")
+    run.chmod(0o755)
+    (ctx / "link").symlink_to("src/main.py")
+    (ctx / "node_modules" / "dep").mkdir(parents=True)
+    (ctx / "node_modules" / "dep" / "index.js").write_text("x")
+    (ctx / "secret.env").write_text("TOKEN=1")
+    (ctx / ".dockerignore").write_text("node_modules\n*.env\n")
+    long = ctx / LONG
+    long.parent.mkdir(parents=True)
+    long.write_text("long")
+    # The Dockerfile lives outside the context (SPEC §1: ``dockerfile`` may be anywhere).
+    docker_dir = tmp_path / "docker"
+    docker_dir.mkdir()
+    dockerfile = docker_dir / "app.Dockerfile"
+    dockerfile.write_text("FROM scratch\nCOPY . /\n")
+    return ctx, dockerfile
+
+
+def files_of(ctx: Path, dockerfile: Path) -> tuple[str, ...]:
+    index = ContextIndex(ctx, dockerfile)
+    index.scan()
+    return index.snapshot().files()
+
+
+def members(data: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def test_layout_and_dockerignore(tree: tuple[Path, Path]) -> None:
+    ctx, dockerfile = tree
+    packed = pack(ctx, files_of(ctx, dockerfile), dockerfile)
+    names = members(packed.data)
+    assert packed.dockerfile_name == "app.Dockerfile"
+    assert "dockerfile/app.Dockerfile" in names
+    assert "context/src/main.py" in names
+    assert "context/.dockerignore" in names  # Docker sends it too unless it is ignored
+    assert f"context/{LONG}" in names
+    assert not any("node_modules" in n or n.endswith(".env") for n in names)
+    assert "dockerfile/app.Dockerfile.dockerignore" not in names
+
+
+def test_modes_links_and_owners(tree: tuple[Path, Path]) -> None:
+    ctx, dockerfile = tree
+    names = members(pack(ctx, files_of(ctx, dockerfile), dockerfile).data)
+    assert names["context/run.sh"].mode & 0o777 == 0o755
+    assert names["context/link"].issym()
+    assert names["context/link"].linkname == "src/main.py"
+    assert names["context/src"].isdir()
+    assert {(m.uid, m.gid, m.uname, m.gname) for m in names.values()} == {(0, 0, "", "")}
+
+
+def test_counts(tree: tuple[Path, Path]) -> None:
+    ctx, dockerfile = tree
+    packed = pack(ctx, files_of(ctx, dockerfile), dockerfile)
+    # .dockerignore, run.sh, link, main.py, __init__.py, the long file
+    assert packed.files == 6
+    assert packed.size == sum(
+        (ctx / f).stat().st_size for f in (".dockerignore", "run.sh", "src/main.py", LONG)
+    )
+
+
+def test_dockerfile_specific_ignore_travels_beside_the_dockerfile(
+    tree: tuple[Path, Path],
+) -> None:
+    ctx, dockerfile = tree
+    # It wins over context/.dockerignore (BuildKit's rule): secret.env is kept.
+    dockerfile.with_name("app.Dockerfile.dockerignore").write_text("node_modules\n")
+    names = members(pack(ctx, files_of(ctx, dockerfile), dockerfile).data)
+    assert "dockerfile/app.Dockerfile.dockerignore" in names
+    assert "context/secret.env" in names
+
+
+def test_vanished_file_is_skipped(tree: tuple[Path, Path]) -> None:
+    ctx, dockerfile = tree
+    files = files_of(ctx, dockerfile)
+    (ctx / "src" / "main.py").unlink()
+    names = members(pack(ctx, files, dockerfile).data)
+    assert "context/src/main.py" not in names
+    assert "context/src/pkg/__init__.py" in names
+
+
+def test_symlinked_dockerfile_sends_its_bytes(tree: tuple[Path, Path]) -> None:
+    ctx, dockerfile = tree
+    link = ctx / "Dockerfile"
+    link.symlink_to(dockerfile)
+    data = pack(ctx, (), link).data
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.getmember("dockerfile/Dockerfile")
+        assert member.isreg()
+        extracted = tar.extractfile(member)
+        assert extracted is not None
+        assert extracted.read() == dockerfile.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "tar_cmd",
+    [
+        pytest.param(("tar",), id="gnu-tar"),
+        # The buildkitd sidecar image is Alpine: busybox's tar unpacks there.
+        pytest.param(("busybox", "tar"), id="busybox-tar"),
+    ],
+)
+def test_real_tar_unpacks_it(
+    tree: tuple[Path, Path], tmp_path: Path, tar_cmd: tuple[str, ...]
+) -> None:
+    if shutil.which(tar_cmd[0]) is None:
+        pytest.skip(f"{tar_cmd[0]} is not installed")
+    ctx, dockerfile = tree
+    out = tmp_path / "out"
+    out.mkdir()
+    data = pack(ctx, files_of(ctx, dockerfile), dockerfile).data
+    subprocess.run([*tar_cmd, "-x", "-f", "-", "-C", str(out)], input=data, check=True)
+    assert (out / "context" / LONG).read_text() == "long"
+    assert os.readlink(out / "context" / "link") == "src/main.py"
+    assert (out / "context" / "run.sh").stat().st_mode & 0o111
+    assert (out / "dockerfile" / "app.Dockerfile").read_bytes() == dockerfile.read_bytes()
