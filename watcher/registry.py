@@ -1,0 +1,428 @@
+"""The registry in the cluster, as the rest of devreg sees it (SPEC §2, §3).
+
+Public API (the watcher calls the first two at start and for ``devreg build``):
+
+``ensure_registry(config, *, context, namespace, timeout, log=..., reach=True,
+require_reach=True) -> RegistryEndpoint``
+    Use the cluster's KEP-1755 registry when it publishes one; otherwise
+    apply the registry's objects (server-side apply, field manager
+    ``devreg``), wait until its pod is Ready (``timeout`` seconds) and make it
+    reachable from this machine: ``localhost:<nodePort>`` when it answers
+    ``GET /v2/``, else a port-forward from ``127.0.0.1:<nodePort>`` kept
+    alive until ``endpoint.close()``. ``endpoint.host`` is what images are
+    named with and nodes pull (``localhost:31234``); ``endpoint.push_host``
+    is where this machine pushes (the same, or ``127.0.0.1:31234`` of the
+    forward). With ``require_reach=False`` an unreachable registry is
+    reported in ``endpoint.reach_error`` instead of raised.
+
+``plan_delivery(config, cluster, *, context, namespace=None, checker=None,
+log=...) -> DeliveryPlan``
+    The path word per image (``plan.paths``), after the push-permission
+    check for remote clusters with ``enabled`` unset, and the KEP-1755
+    registry (``plan.kep1755``) when a local registry is chosen and the
+    cluster publishes one.
+
+``status_info(*, config, context, namespace) -> dict`` and
+``format_status(info) -> list[str]``
+    The registry half of ``devreg status`` (JSON-able; nothing is changed).
+
+``load_valid_config(path, log=...) -> Config``
+    Read and validate; errors are printed and raise FatalError before any
+    API call (an invalid ``localRegistry.image`` never reaches the cluster).
+
+The parts: :mod:`watcher.kube` (API client), :mod:`watcher.kep1755`,
+:mod:`watcher.pushcheck`, :mod:`watcher.registry_objects` (the objects, pure),
+:mod:`watcher.registry_deploy` (apply, wait, delete), :mod:`watcher.portforward`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from hookpkg.config import Config, load_config
+from hookpkg.delivery import Cluster, PathWord, classify_cluster, delivery_path
+from hookpkg.errors import FatalError
+from watcher import registry_deploy as deploy
+from watcher.kep1755 import LocalRegistryHosting, read_hosting
+from watcher.kube import DEFAULT_TIMEOUT, Kube
+from watcher.registry_objects import check_registry_settings
+
+if TYPE_CHECKING:  # imported lazily: only remote clusters need them
+    from watcher.portforward import Forwarder, PodPortOpener
+    from watcher.pushcheck import PushCheck, PushChecker
+
+Log = Callable[[str], None]
+Reach = Literal["localhost", "port-forward", "kep-1755", "unreachable", "not-checked"]
+PROBE_TIMEOUT = 2.0
+
+
+def stderr_log(line: str) -> None:
+    print(f"devreg: {line}", file=sys.stderr, flush=True)
+
+
+def load_valid_config(path: Path, *, log: Log = stderr_log) -> Config:
+    config, diagnostics = load_config(path)
+    for d in diagnostics:
+        if d.severity != "note" or config is None:
+            print(d.format(), file=sys.stderr)
+    if config is None:
+        raise FatalError(f"{path}: the configuration has errors (see above); nothing was applied")
+    return config
+
+
+def registry_namespace(config: Config, namespace: str | None, kube: Kube) -> str:
+    """``--namespace``, else ``localRegistry.namespace``, else the context's."""
+    return namespace or config.local_registry.namespace or kube.namespace
+
+
+def answers_v2(hostport: str, *, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """None when ``http://hostport/v2/`` answers as a registry does (200 or
+    401), else why not, in words."""
+    host, _, port = hostport.rpartition(":")
+    conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+    try:
+        conn.request("GET", "/v2/", headers={"User-Agent": "devreg"})
+        status = conn.getresponse().status
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except (OSError, http.client.HTTPException) as e:
+        return str(e) or type(e).__name__
+    finally:
+        conn.close()
+    return None if status in (200, 401) else f"GET /v2/ answered {status}"
+
+
+# --- ensure -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RegistryEndpoint:
+    host: str  # in image names, variables, and what nodes pull: localhost:31234
+    push_host: str  # where this machine pushes
+    source: Literal["deployed", "kep-1755"]
+    context: str
+    server: str
+    namespace: str | None = None
+    name: str | None = None
+    node_port: int | None = None
+    workload_kind: str | None = None
+    pod: str | None = None  # when it was looked at
+    reach: Reach = "not-checked"
+    reach_error: str | None = None
+    kep1755: LocalRegistryHosting | None = None
+    _forwarder: Forwarder | None = field(default=None, repr=False)
+    _opener: PodPortOpener | None = field(default=None, repr=False)
+    _kube: Kube | None = field(default=None, repr=False)
+
+    @property
+    def reachable(self) -> bool:
+        return self.reach in ("localhost", "port-forward", "kep-1755")
+
+    def close(self) -> None:
+        """Stop the port-forward, if any (idempotent)."""
+        if self._forwarder is not None:
+            self._forwarder.close()
+            self._forwarder = None
+        if self._opener is not None:
+            self._opener.close()
+            self._opener = None
+        if self._kube is not None:
+            self._kube.close()
+            self._kube = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "push_host": self.push_host,
+            "source": self.source,
+            "context": self.context,
+            "server": self.server,
+            "namespace": self.namespace,
+            "name": self.name,
+            "node_port": self.node_port,
+            "workload_kind": self.workload_kind,
+            "pod": self.pod,
+            "reach": self.reach,
+            "reachable": self.reachable,
+            "reach_error": self.reach_error,
+            "kep1755": self.kep1755.as_json() if self.kep1755 else None,
+        }
+
+
+def _forward(
+    endpoint: RegistryEndpoint, kube: Kube, deployed: deploy.Deployed, *, timeout: float, log: Log
+) -> None:
+    """Start the port-forward and check that the registry answers through it."""
+    from watcher.portforward import Forwarder, OpenError, PodPortOpener
+
+    def find_pod() -> str | None:
+        pod = deploy.current_pod(kube, deployed.namespace, deployed.name, deployed.workload_kind)
+        if pod is None or not pod.ready:
+            return None
+        endpoint.pod = pod.name
+        return pod.name
+
+    try:
+        opener = PodPortOpener(
+            context=kube.context,
+            namespace=deployed.namespace,
+            find_pod=find_pod,
+            port=deployed.port,
+        )
+    except Exception as e:  # the official client's kubeconfig loader: its own error types
+        endpoint.reach, endpoint.reach_error = "unreachable", f"port-forward: {e}"
+        return
+    endpoint._opener = opener
+    # One stream first: a forward that cannot work says why at once instead
+    # of after the probe's timeout.
+    try:
+        first = opener()
+    except OpenError as e:
+        endpoint.reach, endpoint.reach_error = "unreachable", str(e)
+        return
+    first.sock.close()
+    first.release()
+    forwarder = Forwarder(deployed.node_port, opener, log=log, connect_timeout=timeout)
+    forwarder.start()
+    endpoint._forwarder = forwarder
+    error = answers_v2(f"127.0.0.1:{deployed.node_port}", timeout=max(timeout, PROBE_TIMEOUT))
+    if error is None:
+        endpoint.reach, endpoint.push_host = "port-forward", f"127.0.0.1:{deployed.node_port}"
+        log(
+            f"localhost:{deployed.node_port} does not answer here; forwarding "
+            f"127.0.0.1:{deployed.node_port} to the registry pod"
+        )
+        return
+    endpoint.reach = "unreachable"
+    endpoint.reach_error = f"through a port-forward: {forwarder.last_error or error}"
+
+
+def ensure_registry(
+    config: Config,
+    *,
+    context: str | None,
+    namespace: str | None,
+    timeout: float,
+    log: Log = stderr_log,
+    reach: bool = True,
+    require_reach: bool = True,
+) -> RegistryEndpoint:
+    check_registry_settings(config.local_registry)
+    # API requests never wait longer than the whole command may.
+    kube = Kube(context, timeout=min(DEFAULT_TIMEOUT, max(timeout, 1.0)))
+    try:
+        endpoint = _ensure(config, kube, namespace=namespace, timeout=timeout, log=log, reach=reach)
+    except BaseException:
+        kube.close()
+        raise
+    if require_reach and reach and not endpoint.reachable:
+        endpoint.close()
+        raise FatalError(
+            f"the registry {endpoint.host} runs but cannot be reached from this machine: "
+            f"{endpoint.reach_error}"
+        )
+    return endpoint
+
+
+def _ensure(
+    config: Config,
+    kube: Kube,
+    *,
+    namespace: str | None,
+    timeout: float,
+    log: Log,
+    reach: bool,
+) -> RegistryEndpoint:
+    started = time.monotonic()
+    hosting = read_hosting(kube, log=log)
+    if hosting is not None:
+        kube.close()
+        endpoint = RegistryEndpoint(
+            host=hosting.host,
+            push_host=hosting.host,
+            source="kep-1755",
+            context=kube.context,
+            server=kube.server,
+            kep1755=hosting,
+        )
+        if reach:
+            error = answers_v2(hosting.host)
+            endpoint.reach = "kep-1755" if error is None else "unreachable"
+            endpoint.reach_error = None if error is None else f"{hosting.host}: {error}"
+        log(f"the cluster publishes a local registry (KEP-1755): {hosting.host}; not deploying one")
+        return endpoint
+    ns = registry_namespace(config, namespace, kube)
+    deployed = deploy.ensure_objects(kube, config.local_registry, ns, log=log)
+    pod = deploy.wait_ready(kube, deployed, timeout=timeout, log=log)
+    host = f"localhost:{deployed.node_port}"
+    endpoint = RegistryEndpoint(
+        host=host,
+        push_host=host,
+        source="deployed",
+        context=kube.context,
+        server=kube.server,
+        namespace=ns,
+        name=deployed.name,
+        node_port=deployed.node_port,
+        workload_kind=deployed.workload_kind,
+        pod=pod.name if pod else None,
+        _kube=kube,
+    )
+    if not reach:
+        return endpoint
+    error = answers_v2(host)
+    if error is None:
+        endpoint.reach = "localhost"
+        return endpoint
+    remaining = max(PROBE_TIMEOUT, timeout - (time.monotonic() - started))
+    try:
+        _forward(endpoint, kube, deployed, timeout=min(remaining, 15.0), log=log)
+    except BaseException:
+        endpoint.close()
+        raise
+    if endpoint.reach_error:
+        endpoint.reach_error = f"localhost:{deployed.node_port}: {error}; {endpoint.reach_error}"
+    return endpoint
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryPlan:
+    paths: dict[str, PathWord]
+    kep1755: LocalRegistryHosting | None = None
+    push_checks: Mapping[str, PushCheck] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "paths": dict(self.paths),
+            "kep1755": self.kep1755.as_json() if self.kep1755 else None,
+            "push_checks": {k: v.as_json() for k, v in self.push_checks.items()},
+        }
+
+
+_DEFAULT_CHECKER: PushChecker | None = None
+
+
+def default_checker() -> PushChecker:
+    """One checker per process: answers are cached per repository per run."""
+    global _DEFAULT_CHECKER
+    if _DEFAULT_CHECKER is None:
+        from watcher.pushcheck import PushChecker
+
+        _DEFAULT_CHECKER = PushChecker()
+    return _DEFAULT_CHECKER
+
+
+def plan_delivery(
+    config: Config,
+    cluster: Cluster,
+    *,
+    context: str | None,
+    namespace: str | None = None,
+    checker: PushChecker | None = None,
+    log: Log = stderr_log,
+    ask_cluster: bool = True,
+) -> DeliveryPlan:
+    """Path word per image (SPEC §2), with the push check and KEP-1755 applied.
+    ``namespace`` is accepted for symmetry with ``ensure_registry``."""
+    del namespace
+    paths: dict[str, PathWord] = {}
+    checks: dict[str, PushCheck] = {}
+    registry = config.local_registry
+    for key, image in config.images.items():
+        word = delivery_path(image, registry, cluster)
+        if word == "local-registry-if-refused":
+            result = (checker or default_checker()).check(image.image)
+            checks[key] = result
+            word = delivery_path(image, registry, cluster, push_allowed=result.allowed)
+            if not result.allowed:
+                log(
+                    f"[{key}] {result.repository}: no push permission ({result.reason}); "
+                    "using the local registry"
+                )
+        paths[key] = word
+    hosting = None
+    if ask_cluster and any(w == "local-registry" for w in paths.values()):
+        with Kube(context) as kube:
+            hosting = read_hosting(kube, log=log)
+    return DeliveryPlan(paths=paths, kep1755=hosting, push_checks=checks)
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def status_info(
+    *, config: Config | Path, context: str | None, namespace: str | None
+) -> dict[str, Any]:
+    """What is deployed and whether it answers; changes nothing. Path words
+    are the offline ones (no push check: status must stay quick)."""
+    cfg = config if isinstance(config, Config) else load_valid_config(config)
+    cluster = classify_cluster(context)
+    paths = {k: delivery_path(i, cfg.local_registry, cluster) for k, i in cfg.images.items()}
+    with Kube(context) as kube:
+        hosting = read_hosting(kube, log=lambda _: None)
+        ns = registry_namespace(cfg, namespace, kube)
+        observed = deploy.observe(kube, ns, cfg.local_registry.name)
+        info: dict[str, Any] = {
+            "context": kube.context,
+            "server": kube.server,
+            "cluster": cluster.kind,
+            "namespace": ns,
+            "name": cfg.local_registry.name,
+            "deployed": observed.workload_kind is not None,
+            "workload_kind": observed.workload_kind,
+            "service_type": observed.service_type,
+            "node_port": observed.node_port,
+            "host": f"localhost:{observed.node_port}" if observed.node_port else None,
+            "pod": observed.pod.name if observed.pod else None,
+            "pod_phase": observed.pod.phase if observed.pod else None,
+            "pod_ready": bool(observed.pod and observed.pod.ready),
+            "pod_detail": observed.pod.detail if observed.pod else None,
+            "rollout_done": observed.rollout_done,
+            "kep1755": hosting.as_json() if hosting else None,
+            "paths": paths,
+        }
+    if hosting is not None:
+        info["host"] = hosting.host
+    error = answers_v2(info["host"]) if info["host"] else "no registry"
+    info["answers"] = error is None
+    info["answer_error"] = error
+    return info
+
+
+def format_status(info: Mapping[str, Any]) -> list[str]:
+    """Text lines for ``devreg status``'s registry half."""
+    if info.get("kep1755"):
+        return [
+            f"registry: {info['host']} (published by the cluster, KEP-1755), "
+            f"{'answers' if info['answers'] else 'does not answer: ' + str(info['answer_error'])}"
+        ]
+    where = f"{info['namespace']}/{info['name']} (context {info['context']})"
+    if not info.get("deployed"):
+        return [f"registry: not deployed in {where}; `devreg up` deploys it"]
+    pod = info.get("pod")
+    if pod:
+        pod_words = f"pod {pod} {'Ready' if info['pod_ready'] else info['pod_phase']}"
+        if not info["pod_ready"] and info.get("pod_detail"):
+            pod_words += f" ({info['pod_detail']})"
+    else:
+        pod_words = "no pod"
+    answers = "answers" if info["answers"] else f"does not answer here ({info['answer_error']})"
+    lines = [
+        f"registry: {info['host'] or '-'} {answers}",
+        f"  {info['workload_kind']} {where}, node port {info['node_port'] or '-'}, {pod_words}",
+    ]
+    words = info.get("paths") or {}
+    if words:
+        lines.append("  paths: " + ", ".join(f"{k}={w}" for k, w in sorted(words.items())))
+    return lines
