@@ -58,7 +58,7 @@ def _managers(obj: Mapping[str, Any]) -> list[str]:
     return sorted({str(f.get("manager")) for f in fields if f.get("manager")})
 
 
-def _node_port(service: Mapping[str, Any]) -> int | None:
+def service_node_port(service: Mapping[str, Any]) -> int | None:
     ports = (service.get("spec") or {}).get("ports") or []
     named = [p for p in ports if p.get("name") == "registry"] or ports
     for p in named:
@@ -153,14 +153,14 @@ def ensure_objects(
     service = _apply(
         kube,
         objects.service_object(
-            registry, namespace, node_port=_node_port(existing) if existing else None
+            registry, namespace, node_port=service_node_port(existing) if existing else None
         ),
     )
-    if existing is None and _node_port(service) is not None:
+    if existing is None and service_node_port(service) is not None:
         # Own the node port the cluster just assigned, so that a later port
         # change keeps it, and the next apply (which names it) is a no-op.
         service = _apply(
-            kube, objects.service_object(registry, namespace, node_port=_node_port(service))
+            kube, objects.service_object(registry, namespace, node_port=service_node_port(service))
         )
     other = objects.other_workload_kind(registry)
     if kube.delete(other, namespace, registry.name):
@@ -168,7 +168,7 @@ def ensure_objects(
             f"persistence is now {'on' if registry.persistence.enabled else 'off'}: deleted "
             f"the {other} {namespace}/{registry.name} (volume claims are kept)"
         )
-    node_port = _node_port(service)
+    node_port = service_node_port(service)
     if node_port is None:
         raise FatalError(
             f"Service {namespace}/{registry.name} has no node port after apply "
@@ -371,7 +371,7 @@ def observe(kube: Kube, namespace: str, name: str) -> Observed:
         namespace=namespace,
         name=name,
         workload_kind=kind,
-        node_port=_node_port(service) if service else None,
+        node_port=service_node_port(service) if service else None,
         service_type=(service.get("spec") or {}).get("type") if service else None,
         pod=pod,
         rollout_done=rollout_done(workload) if workload is not None else False,
