@@ -4,7 +4,8 @@ Why not the official client for every call: importing ``kubernetes`` costs
 about 0.5 s here (its models and auth plugins), more than ``kubectl get``
 takes in total, and ``devreg up`` runs at every watcher start. The calls
 devreg makes (get, list, server-side apply, delete) are plain JSON over
-HTTPS, so they go through ``http.client`` on one kept-alive connection. The
+HTTPS, so they go through :mod:`watcher.httpwire` on one kept-alive
+connection. The
 official client is still used where it earns its cost: the port-forward
 stream (:mod:`watcher.portforward`) and kubeconfig ``auth-provider`` entries
 (legacy OIDC/GCP plugins), whose token logic it owns.
@@ -18,14 +19,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
 import json
 import os
 import re
 import socket
 import ssl
-import subprocess
-import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,6 +35,7 @@ import yaml
 
 from hookpkg.delivery import kubeconfig_paths
 from hookpkg.errors import FatalError
+from watcher.httpwire import Connection, ProtocolError
 
 FIELD_MANAGER = "devreg"
 DEFAULT_TIMEOUT = 10.0
@@ -250,6 +249,8 @@ def _exec_credential(ctx: KubeContext) -> _Auth:
         {"apiVersion": api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
     )
     argv = [command, *[str(a) for a in spec.get("args") or []]]
+    import subprocess  # only exec plugins need it
+
     try:
         proc = subprocess.run(
             argv, env=env, capture_output=True, timeout=60, check=False, stdin=subprocess.DEVNULL
@@ -331,6 +332,8 @@ def _ssl_context(ctx: KubeContext, auth: _Auth) -> ssl.SSLContext:
     elif auth.cert and auth.key:
         # load_cert_chain reads files only: a private temporary directory,
         # removed as soon as the key is loaded.
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="devreg-kube-") as tmp:
             cert_path, key_path = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
             for path, data in ((cert_path, auth.cert), (key_path, auth.key)):
@@ -339,23 +342,6 @@ def _ssl_context(ctx: KubeContext, auth: _Auth) -> ssl.SSLContext:
                     f.write(data)
             sslctx.load_cert_chain(cert_path, key_path)
     return sslctx
-
-
-class _HTTPSConnection(http.client.HTTPSConnection):
-    """``tls-server-name``: verify the certificate against another name."""
-
-    def __init__(self, host: str, port: int | None, *, server_name: str | None, **kw: Any) -> None:
-        super().__init__(host, port, **kw)
-        self._server_name = server_name
-
-    def connect(self) -> None:
-        if self._server_name is None:
-            super().connect()
-            return
-        http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
-            self.sock, server_hostname=self._server_name
-        )
 
 
 # --- the client ------------------------------------------------------------------------------
@@ -389,7 +375,7 @@ class Kube:
         self._prefix = url.path.rstrip("/")
         self._auth = _user_auth(self.ctx)
         self._sslctx = _ssl_context(self.ctx, self._auth) if url.scheme == "https" else None
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: Connection | None = None
         self._lock = threading.Lock()
 
     @property
@@ -419,20 +405,16 @@ class Kube:
 
     # -- transport --
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> Connection:
         if self._conn is None:
-            if self._sslctx is not None:
-                self._conn = _HTTPSConnection(
-                    self._host,
-                    self._port,
-                    server_name=self.ctx.cluster.get("tls-server-name"),
-                    context=self._sslctx,
-                    timeout=self.timeout,
-                )
-            else:
-                self._conn = http.client.HTTPConnection(
-                    self._host, self._port, timeout=self.timeout
-                )
+            default = 443 if self._scheme == "https" else 80
+            self._conn = Connection(
+                self._host,
+                self._port or default,
+                timeout=self.timeout,
+                sslctx=self._sslctx,
+                server_hostname=self.ctx.cluster.get("tls-server-name"),
+            )
         return self._conn
 
     def _unreachable(self, action: Action, error: BaseException) -> FatalError:
@@ -471,24 +453,23 @@ class Kube:
             headers["Content-Type"] = content_type
         with self._lock:
             for attempt in (1, 2):
-                reused = self._conn is not None
                 conn = self._connection()
+                reused = conn.is_open
                 try:
-                    conn.request(method, url, body=data, headers=headers)
-                    resp = conn.getresponse()
-                    raw = resp.read()
+                    resp = conn.request(method, url, headers=headers, body=data)
                     break
-                except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                except (BrokenPipeError, ConnectionResetError) as e:
                     # A kept-alive connection the server closed meanwhile:
                     # one fresh try (every request devreg makes is idempotent).
                     conn.close()
-                    self._conn = None
                     if attempt == 2 or not reused:
+                        self._conn = None
                         raise self._unreachable(action, e) from None
-                except (OSError, http.client.HTTPException) as e:
+                except (OSError, ProtocolError) as e:
                     conn.close()
                     self._conn = None
                     raise self._unreachable(action, e) from None
+        raw = resp.body
         try:
             decoded = json.loads(raw) if raw else {}
         except ValueError:

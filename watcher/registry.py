@@ -37,7 +37,6 @@ The parts: :mod:`watcher.kube` (API client), :mod:`watcher.kep1755`,
 
 from __future__ import annotations
 
-import http.client
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -49,6 +48,7 @@ from hookpkg.config import Config, load_config
 from hookpkg.delivery import Cluster, PathWord, classify_cluster, delivery_path
 from hookpkg.errors import FatalError
 from watcher import registry_deploy as deploy
+from watcher.httpwire import Connection, ProtocolError
 from watcher.kep1755 import LocalRegistryHosting, read_hosting
 from watcher.kube import DEFAULT_TIMEOUT, Kube
 from watcher.registry_objects import check_registry_settings
@@ -85,15 +85,14 @@ def answers_v2(hostport: str, *, timeout: float = PROBE_TIMEOUT) -> str | None:
     """None when ``http://hostport/v2/`` answers as a registry does (200 or
     401), else why not, in words."""
     host, _, port = hostport.rpartition(":")
-    conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+    conn = Connection(host.strip("[]"), int(port), timeout=timeout)
     try:
-        conn.request("GET", "/v2/", headers={"User-Agent": "devreg"})
-        status = conn.getresponse().status
+        status = conn.request("GET", "/v2/", headers={"User-Agent": "devreg"}).status
     except TimeoutError:
         return f"no answer within {timeout:g} s"
     except ConnectionRefusedError:
         return "connection refused"
-    except (OSError, http.client.HTTPException) as e:
+    except (OSError, ProtocolError) as e:
         return str(e) or type(e).__name__
     finally:
         conn.close()
