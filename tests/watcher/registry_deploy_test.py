@@ -2,7 +2,9 @@
 controller-manager, scheduler, kwok nodes that make pods Running and Ready).
 
 Objects are read back with the official client (an independent reader),
-field by field. Each test works in its own namespace.
+field by field. Each test works in its own namespace. The readiness rules and
+the words of a not-Ready pod are also table-tested on pod and workload
+documents, for the states kwok does not produce (image pull back-off, crash).
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ from hookpkg.config import LocalRegistry, Persistence
 from hookpkg.errors import FatalError
 from watcher import registry_deploy as deploy
 from watcher.kube import Kube
-
-pytestmark = pytest.mark.testenv
 
 DEFAULT = LocalRegistry()
 
@@ -399,3 +399,169 @@ def test_limited_context_names_verb_resource_namespace(testenv: Any) -> None:
     assert f"context '{testenv.limited_context}'" in message
     assert "may not patch deployments.apps" in message
     assert f"in namespace '{testenv.limited_namespace}'" in message
+
+
+# --- pure: readiness and the words for a pod that is not Ready ------------------------------
+
+
+def pod_doc(phase: str, ready: bool, **status: Any) -> dict[str, Any]:
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+    return {
+        "metadata": {"name": "registry-abc"},
+        "status": {"phase": phase, "conditions": conditions + status.pop("extra", []), **status},
+    }
+
+
+@pytest.mark.parametrize(
+    ("pod", "ready", "detail"),
+    [
+        pytest.param(pod_doc("Running", True), True, "", id="ready"),
+        pytest.param(
+            pod_doc(
+                "Pending",
+                False,
+                containerStatuses=[
+                    {
+                        "name": "registry",
+                        "ready": False,
+                        "state": {
+                            "waiting": {
+                                "reason": "ImagePullBackOff",
+                                "message": 'Back-off pulling image "registry:2.8.1"',
+                            }
+                        },
+                    }
+                ],
+            ),
+            False,
+            'container registry waiting: ImagePullBackOff (Back-off pulling image "registry:2.8.1")',
+            id="image-pull",
+        ),
+        pytest.param(
+            pod_doc(
+                "Running",
+                False,
+                containerStatuses=[
+                    {
+                        "name": "registry",
+                        "ready": False,
+                        "state": {"terminated": {"reason": "Error", "exitCode": 1}},
+                    }
+                ],
+            ),
+            False,
+            "container registry terminated: Error (exit 1)",
+            id="crashed",
+        ),
+        pytest.param(
+            pod_doc(
+                "Running",
+                False,
+                containerStatuses=[{"name": "registry", "ready": False, "state": {"running": {}}}],
+            ),
+            False,
+            "container registry running, not ready (readiness probe)",
+            id="probe-failing",
+        ),
+        pytest.param(
+            pod_doc(
+                "Pending",
+                False,
+                extra=[
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/2 nodes are available",
+                    }
+                ],
+            ),
+            False,
+            "not scheduled: Unschedulable: 0/2 nodes are available",
+            id="unschedulable",
+        ),
+    ],
+)
+def test_pod_state(pod: dict[str, Any], ready: bool, detail: str) -> None:
+    state = deploy.pod_state(pod)
+    assert (state.name, state.ready, state.detail) == ("registry-abc", ready, detail)
+
+
+@pytest.mark.parametrize(
+    ("workload", "done"),
+    [
+        pytest.param(
+            {
+                "kind": "Deployment",
+                "metadata": {"generation": 2},
+                "status": {
+                    "observedGeneration": 2,
+                    "readyReplicas": 1,
+                    "updatedReplicas": 1,
+                    "replicas": 1,
+                },
+            },
+            True,
+            id="deployment-done",
+        ),
+        pytest.param(
+            {
+                "kind": "Deployment",
+                "metadata": {"generation": 3},
+                "status": {
+                    "observedGeneration": 2,
+                    "readyReplicas": 1,
+                    "updatedReplicas": 1,
+                    "replicas": 1,
+                },
+            },
+            False,
+            id="new-spec-not-seen-yet",
+        ),
+        pytest.param(
+            {
+                "kind": "Deployment",
+                "metadata": {"generation": 2},
+                "status": {
+                    "observedGeneration": 2,
+                    "readyReplicas": 1,
+                    "updatedReplicas": 1,
+                    "replicas": 2,
+                },
+            },
+            False,
+            id="old-pod-still-there",
+        ),
+        pytest.param(
+            {
+                "kind": "StatefulSet",
+                "metadata": {"generation": 1},
+                "status": {
+                    "observedGeneration": 1,
+                    "readyReplicas": 1,
+                    "currentRevision": "a",
+                    "updateRevision": "b",
+                },
+            },
+            False,
+            id="statefulset-rolling",
+        ),
+        pytest.param(
+            {
+                "kind": "StatefulSet",
+                "metadata": {"generation": 1},
+                "status": {
+                    "observedGeneration": 1,
+                    "readyReplicas": 1,
+                    "currentRevision": "b",
+                    "updateRevision": "b",
+                },
+            },
+            True,
+            id="statefulset-done",
+        ),
+        pytest.param({"kind": "Deployment", "metadata": {}, "status": {}}, False, id="no-status"),
+    ],
+)
+def test_rollout_done(workload: dict[str, Any], done: bool) -> None:
+    assert deploy.rollout_done(workload) is done
