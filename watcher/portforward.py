@@ -121,6 +121,11 @@ class Forwarder:
             self._acceptor.join()
         with self._lock:
             threads = list(self._threads)
+            active = list(self._active)
+        for client in active:
+            # Unblocks a relay stuck sending to a client that stopped reading.
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
         for t in threads:
             t.join()
         if self._listener is not None:
