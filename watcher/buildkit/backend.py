@@ -30,16 +30,17 @@ from watcher.buildkit.transport import ExecTransport, Transport
 
 Log = Callable[[str], None]
 
-# ``$0`` is the work directory; the rest is the buildctl command. tar stops at
-# the archive's end marker, so nothing waits for the end of stdin (which the
-# exec stream can only signal with the v5 protocol).
-UNPACK_AND_BUILD = 'set -e; mkdir -p "$0"; tar -x -f - -C "$0"; exec "$@"'
+# ``$0`` is the work directory, ``$1`` the tar's size, the rest the buildctl
+# command. ``head -c`` ends the tar's input after exactly its bytes: the exec
+# stream can only signal the end of stdin with the v5 protocol, and tar
+# (busybox's and GNU's) reads on past the archive's end marker until EOF.
+UNPACK_AND_BUILD = 'set -e; mkdir -p "$0"; head -c "$1" | tar -x -f - -C "$0"; shift; exec "$@"'
 NOT_FOUND = 127
 _STEP = re.compile(r"\[[^\]]*\]")
 
 
-def build_script(workdir: str, buildctl_argv: tuple[str, ...]) -> tuple[str, ...]:
-    return ("sh", "-c", UNPACK_AND_BUILD, workdir, *buildctl_argv)
+def build_script(workdir: str, size: int, buildctl_argv: tuple[str, ...]) -> tuple[str, ...]:
+    return ("sh", "-c", UNPACK_AND_BUILD, workdir, str(size), *buildctl_argv)
 
 
 def push_name(push_host: str, repository: str, tag: str) -> str:
@@ -107,7 +108,7 @@ class BuildkitBackend:
         )
         try:
             done = self.transport.run(
-                build_script(workdir, buildctl_mod.build_argv(inv)),
+                build_script(workdir, len(packed.data), buildctl_mod.build_argv(inv)),
                 stdin=packed.data,
                 log=show,
                 cancel=cancel,

@@ -196,7 +196,7 @@ def drive(
                 ws.write_stdin(stdin[i : i + STDIN_CHUNK])
             # v5.channel.k8s.io can half-close stdin (the command sees EOF);
             # with v4 it cannot, which is why the build script never waits for
-            # EOF (tar stops at the archive's end marker).
+            # EOF (``head -c <size>`` ends tar's input).
             close_channel = getattr(ws, "close_channel", None)
             if close_channel is not None:
                 close_channel(STDIN)
@@ -265,7 +265,7 @@ class ExecTransport:
                 f"(label {self.selector}) in namespace {self.namespace!r}: "
                 "is `localbuild: false` applied (`devreg up`)?"
             )
-        ready.sort(key=lambda p: p.metadata.creation_timestamp or 0)
+        ready.sort(key=_created)
         self._pod = str(ready[-1].metadata.name)
         return self._pod
 
@@ -316,6 +316,11 @@ def _ready(pod: Any) -> bool:
     if status is None or status.phase != "Running" or pod.metadata.deletion_timestamp:
         return False
     return any(c.type == "Ready" and c.status == "True" for c in status.conditions or ())
+
+
+def _created(pod: Any) -> float:
+    created = pod.metadata.creation_timestamp
+    return float(created.timestamp()) if created is not None else 0.0
 
 
 def _has_container(pod: Any, name: str) -> bool:
