@@ -79,9 +79,9 @@ def find_buildkit_cli(env: Mapping[str, str] | None = None) -> DockerCli | None:
         if version is None:
             continue
         if _has_buildx(path):
-            return DockerCli(path, True, "%d.%d" % version)
+            return DockerCli(path, True, f"{version[0]}.{version[1]}")
         if version < (23, 0):
-            return DockerCli(path, False, "%d.%d" % version)
+            return DockerCli(path, False, f"{version[0]}.{version[1]}")
     return None
 
 
@@ -232,9 +232,8 @@ def _follow_push(stream: Iterator[dict[str, Any]], *, log: Log, cancel: threadin
                 now = time.monotonic()
                 if now - last_progress.get(layer, 0.0) >= 1.0 and detail.get("total"):
                     last_progress[layer] = now
-                    log(
-                        f"layer {layer}: pushing {_mb(detail.get('current', 0))}/{_mb(detail['total'])}"
-                    )
+                    done, total = _mb(detail.get("current", 0)), _mb(detail["total"])
+                    log(f"layer {layer}: pushing {done}/{total}")
                 pushed.add(layer)
                 continue
             if status == "Pushed":
@@ -268,9 +267,9 @@ class LocalDockerBackend:
             if not self._warned:
                 self._warned = True
                 (self._log or log)(
-                    "no BuildKit-capable docker CLI found (a CLI with buildx, or Debian's docker.io); "
-                    "building with the docker SDK's classic builder: RUN --mount and other "
-                    "BuildKit syntax will fail"
+                    "no BuildKit-capable docker CLI found (a CLI with buildx, or Debian's "
+                    "docker.io); building with the docker SDK's classic builder: RUN --mount "
+                    "and other BuildKit syntax will fail"
                 )
             image_id = self.engine.classic_build(request, log=log, cancel=cancel)
             return BuildResult(
@@ -287,9 +286,9 @@ class LocalDockerBackend:
                     f"docker build failed (exit {done.returncode}) for image {request.image.key!r}",
                     done.tail,
                 )
-            image_id = iidfile.read_text().strip() if iidfile.exists() else None
+            built_id = iidfile.read_text().strip() if iidfile.exists() else None
         return BuildResult(
-            request.reference, time.monotonic() - started, image_id=image_id, log_tail=done.tail
+            request.reference, time.monotonic() - started, image_id=built_id, log_tail=done.tail
         )
 
 

@@ -2,15 +2,14 @@
 
 Used by ``devreg build`` (each image once) and by the watcher (again on every
 change). The cluster side (where the registry is, which path each image takes)
-comes from :mod:`watcher.registry` (issue 4) through :func:`connect_registry`
-and :func:`plan_routes`; building goes through a
+comes from :mod:`watcher.registry` (issue 4) through :func:`plan_words` and
+:func:`connect_registry`; building goes through a
 :class:`~watcher.backends.BuildBackend`.
 """
 
 from __future__ import annotations
 
 import http.client
-import importlib
 import random
 import string
 import threading
@@ -18,10 +17,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from hookpkg.config import Config, Image
-from hookpkg.delivery import Cluster, delivery_path
+from hookpkg.delivery import Cluster
 from hookpkg.errors import FatalError
 from hookpkg.reference import parse_reference, rewrite_repository
 from hookpkg.variables import Delivered, all_variables
@@ -73,48 +72,38 @@ class Outcome(NamedTuple):
     layers_pushed: int = 0
 
 
-def _registry_module() -> Any:
-    try:
-        return importlib.import_module("watcher.registry")
-    except ModuleNotFoundError as e:
-        if e.name != "watcher.registry":
-            raise
-        raise FatalError(
-            "this devreg build has no registry support (watcher/registry.py is missing)"
-        ) from None
-
-
 def connect_registry(
     config: Config, *, context: str | None, namespace: str | None, timeout: float, log: Log
 ) -> Endpoint:
     """Ensure the registry (or find the cluster's KEP-1755 one) and reach it."""
-    endpoint: Endpoint = _registry_module().ensure_registry(
+    from watcher.registry import ensure_registry  # the cluster half: only when needed
+
+    endpoint: Endpoint = ensure_registry(
         config, context=context, namespace=namespace, timeout=timeout, log=log
     )
     return endpoint
 
 
 def plan_words(
-    config: Config, cluster: Cluster, *, context: str | None, namespace: str | None
+    config: Config,
+    cluster: Cluster,
+    *,
+    context: str | None,
+    namespace: str | None,
+    log: Log,
 ) -> dict[str, str]:
-    """Path word per image, from ``watcher.registry.plan_delivery`` when it
-    exists (it runs the push-permission check), else offline."""
-    words: dict[str, str] = {}
-    try:
-        module = _registry_module()
-    except FatalError:
-        module = None
-    plan = getattr(module, "plan_delivery", None)
-    if plan is not None:
-        result = plan(config, cluster, context=context, namespace=namespace)
-        paths = getattr(result, "paths", result)
-        if isinstance(paths, Mapping):
-            words = {str(k): str(getattr(v, "path", v)) for k, v in paths.items()}
-    for key, image in config.images.items():
-        if key not in words:
-            words[key] = delivery_path(image, config.local_registry, cluster)
-    # Before a push check has said otherwise, a refused push is assumed: the
-    # watcher's purpose is the local registry.
+    """Path word per image (SPEC §2), after the push-permission check that
+    ``watcher.registry.plan_delivery`` runs for remote clusters."""
+    from watcher.registry import plan_delivery
+
+    # The KEP-1755 registry is looked up by ``ensure_registry`` itself; asking
+    # here too would be a second API call for the same answer.
+    plan = plan_delivery(
+        config, cluster, context=context, namespace=namespace, log=log, ask_cluster=False
+    )
+    words: dict[str, str] = dict(plan.paths)
+    # A push check that could not run at all leaves the word undecided: the
+    # watcher's purpose is the local registry, so a refused push is assumed.
     return {
         k: ("local-registry" if w == "local-registry-if-refused" else w) for k, w in words.items()
     }

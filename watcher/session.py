@@ -59,7 +59,9 @@ class Session:
         self.cluster = classify_cluster(self.context)
 
     def pipeline(self, config: Config, state: StateDir) -> Pipeline:
-        words = plan_words(config, self.cluster, context=self.context, namespace=self.namespace)
+        words = plan_words(
+            config, self.cluster, context=self.context, namespace=self.namespace, log=self.log
+        )
         if self.engine is None:
             self.engine = Engine()
             self.engine.ping()

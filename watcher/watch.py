@@ -154,7 +154,7 @@ class Watcher:
         self,
         *,
         config: Config,
-        reload_config: Callable[[], Config | None],
+        reload_config: Callable[[Log], Config | None],
         make_pipeline: Callable[[Config], Pipeline],
         cache: DigestCache,
         debounce: float = 0.05,
@@ -177,6 +177,7 @@ class Watcher:
         self._slots_free = threading.Semaphore(self.jobs)
         self._stop = threading.Event()
         self.slots: dict[str, ImageSlot] = {}
+        self.config_errors: list[str] = []
         self.pipeline: Pipeline | None = None
         self._observer: BaseObserver | None = None
         self._scheduled: dict[tuple[str, bool], ObservedWatch] = {}
@@ -253,18 +254,33 @@ class Watcher:
             self._consider(key)
 
     def _reload(self) -> None:
-        config = self._reload_config()
+        diagnostics: list[str] = []
+
+        def collect(line: str) -> None:
+            diagnostics.append(line)
+            self.log(line)
+
+        config = self._reload_config(collect)
         if config is None:
-            self.log("devspace.yaml is invalid; keeping the last good configuration")
+            self._config_error(diagnostics or ["the configuration has errors"])
             return
         try:
             self._apply_config(config)
         except FatalError as e:
-            self.log(
-                f"devspace.yaml changed but cannot be applied ({e}); keeping the last good configuration"
-            )
+            self._config_error([*diagnostics, f"{self.config.path}: cannot be applied: {e}"])
             return
-        self.log("devspace.yaml changed; configuration reloaded")
+        with self._lock:
+            self.config_errors = []
+        self.log(f"{self.config.path.name} changed; configuration reloaded")
+        self._report()
+
+    def _config_error(self, lines: list[str]) -> None:
+        # The user sees where (file:line:col) in the log and in `devreg status`;
+        # builds go on with the configuration that was last valid.
+        with self._lock:
+            self.config_errors = lines
+        self.log(f"{self.config.path.name} is invalid; keeping the last good configuration")
+        self._report()
 
     # --- watches -----------------------------------------------------------------
 
@@ -453,9 +469,8 @@ class Watcher:
                 )
                 is False
             ):
-                self.log(
-                    f"[{key}] the registry lost {route.repository}:{slot.delivered_tag}; pushing it again"
-                )
+                lost = f"{route.repository}:{slot.delivered_tag}"
+                self.log(f"[{key}] the registry lost {lost}; pushing it again")
                 self._consider(key, force=True)
 
     # --- status ------------------------------------------------------------------------
@@ -486,6 +501,7 @@ class Watcher:
             if self.pipeline and self.pipeline.endpoint
             else None,
             "images": images,
+            "config_errors": list(self.config_errors),
         }
 
     def _report(self) -> None:

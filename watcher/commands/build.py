@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from hookpkg.errors import FatalError
 from watcher.contenttag import ContextIndex, DigestCache
 from watcher.session import Session, require_config, stderr_log
 from watcher.state import StateDir
+
+
+def _prefixed(key: str) -> Callable[[str], None]:
+    def log(line: str) -> None:
+        stderr_log(f"[{key}] {line}")
+
+    return log
 
 
 def build(
@@ -27,7 +35,8 @@ def build(
     unknown = [k for k in selected if k not in cfg.images]
     if unknown:
         raise FatalError(
-            f"no image {', '.join(map(repr, unknown))} in {config} (images: {', '.join(cfg.images)})"
+            f"no image {', '.join(map(repr, unknown))} in {config} "
+            f"(images: {', '.join(cfg.images)})"
         )
     state = StateDir(cfg.directory)
     state.ensure()
@@ -44,7 +53,7 @@ def build(
                 key,
                 index.snapshot(),
                 cancel=threading.Event(),
-                log=lambda line, k=key: stderr_log(f"[{k}] {line}"),
+                log=_prefixed(key),
             )
             results.append(outcome)
             if outcome.state == "failed":

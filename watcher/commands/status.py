@@ -1,33 +1,29 @@
-"""``devreg status``: the registry (``watcher.registry.status_info``, when
-installed) and the watcher, per image: state, tag, last build, last error."""
+"""``devreg status``: the registry (``watcher.registry.status_info``) and
+the watcher, per image: state, tag, last build, last error."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from hookpkg.errors import FatalError
 from watcher.state import StateDir
 
 
 def _registry_info(
     config: Path, context: str | None, namespace: str | None
 ) -> dict[str, Any] | None:
+    from watcher.registry import status_info
+
     try:
-        module = importlib.import_module("watcher.registry")
-    except ModuleNotFoundError:
-        return None
-    info = getattr(module, "status_info", None)
-    if info is None:
-        return None
-    try:
-        result: dict[str, Any] = info(config=config, context=context, namespace=namespace)
-    except Exception as e:  # the cluster is unreachable: the watcher half still counts
+        return status_info(config=config, context=context, namespace=namespace)
+    except FatalError as e:  # no cluster, an invalid config: the watcher half still counts
         return {"error": str(e)}
-    return result
+    except Exception as e:  # an unreachable API server raises its own types
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def status(
@@ -45,6 +41,7 @@ def status(
         "pid": state.read_pid() if running else None,
         "log": str(state.log_path) if state.log_path.exists() else None,
         "images": saved.get("images", {}),
+        "config_errors": saved.get("config_errors", []),
         "updated": saved.get("updated"),
     }
     doc = {"watcher": watcher, "registry": _registry_info(config, context, namespace)}
@@ -53,20 +50,27 @@ def status(
         sys.stdout.write("\n")
         return 0
     registry = doc["registry"]
-    if registry is not None:
-        print(
-            "registry: "
-            + ", ".join(f"{k}={v}" for k, v in registry.items() if not isinstance(v, (dict, list)))
-        )
+    if registry is not None and "error" in registry:
+        print(f"registry: cannot tell ({registry['error']})")
+    elif registry is not None:
+        from watcher.registry import format_status
+
+        for line in format_status(registry):
+            print(line)
     if running:
         print(f"watcher: running (pid {watcher['pid']}), log {state.log_path}")
     else:
         print("watcher: not running" + (" (last state below)" if watcher["images"] else ""))
+    if watcher["config_errors"]:
+        print("  the configuration is invalid; the watcher keeps the last good one:")
+        for line in watcher["config_errors"]:
+            print(f"    {line}")
     for key, info in sorted(watcher["images"].items()):
         seconds = info.get("last_build_seconds")
         took = f"{seconds:.2f} s" if isinstance(seconds, (int, float)) else "-"
         print(
-            f"  {key}: {info.get('state')}  tag {info.get('tag') or '-'}  last {took}  path {info.get('path') or '-'}"
+            f"  {key}: {info.get('state')}  tag {info.get('tag') or '-'}  last {took}  "
+            f"path {info.get('path') or '-'}"
         )
         if info.get("last_error"):
             print(f"    error: {info['last_error']}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -31,11 +32,23 @@ def stop(
         return 1
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
-    while state.watcher_running():
+    # The lock is released a moment before the process ends: wait for both,
+    # so that "stopped" means nothing of the watcher is left.
+    while state.watcher_running() or _alive(pid):
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
             print(f"the watcher (pid {pid}) did not stop within {STOP_TIMEOUT:.0f} s; killed it")
             return 1
-        time.sleep(0.05)
+        time.sleep(0.02)
     print(f"stopped the devreg watcher (pid {pid})")
     return 0
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie has ended: only its parent's bookkeeping is left)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

@@ -60,7 +60,7 @@ def watch(
         cache = DigestCache(state.cache_path)
         watcher = Watcher(
             config=cfg,
-            reload_config=lambda: read_config(cfg.path, log=_log),
+            reload_config=lambda log: read_config(cfg.path, log=log),
             make_pipeline=lambda c: session.pipeline(c, state),
             cache=cache,
             debounce=debounce,
@@ -133,5 +133,6 @@ def _detach(
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGTERM)
     raise FatalError(
-        f"the background watcher did not start within {timeout + DETACH_GRACE:.0f} s; log: {state.log_path}"
+        f"the background watcher did not start within {timeout + DETACH_GRACE:.0f} s; "
+        f"log: {state.log_path}"
     )
