@@ -1,0 +1,58 @@
+"""``devreg build`` on a kind cluster: build with the real engine, then
+``kind load docker-image --name <cluster> <image>:<tag>`` (SPEC §2), with no
+rewrite. kind itself is the one stand-in (tests/watcher/bin/kind says why)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.watcher.e2e import copy_example, devreg, kubeconfig_with_context
+from watcher import dotenv
+
+FAKE_KIND_DIR = Path(__file__).resolve().parents[1] / "bin"
+
+
+@pytest.mark.slow
+def test_kind_load_and_no_second_build(tmp_path: Path, testenv: Any, docker_client: Any) -> None:
+    image = f"ghcr.io/devreg-test/kind-{secrets.token_hex(4)}"
+    config = copy_example(tmp_path / "hello", image=image)
+    # `enabled` unset: on kind the image is loaded, not pushed (SPEC §2, rule 3).
+    config.write_text(
+        config.read_text().replace("  enabled: true\n", "").replace("  localbuild: true\n", "")
+    )
+    project = config.parent
+    calls = tmp_path / "kind-calls"
+    env = {
+        "KUBECONFIG": str(kubeconfig_with_context(testenv, tmp_path / "kubeconfig", "kind-dev")),
+        "PATH": f"{FAKE_KIND_DIR}{os.pathsep}{os.environ['PATH']}",
+        "DEVREG_FAKE_KIND_LOG": str(calls),
+    }
+    try:
+        first = devreg("build", "--format", "json", cwd=project, env=env)
+        result = json.loads(first.stdout)["images"]["app"]
+        assert result["state"] == "built", first.stderr
+        tag = result["tag"]
+        assert calls.read_text().splitlines() == [f"load docker-image --name dev {image}:{tag}"]
+        variables = dotenv.read(project / ".devreg.env")
+        assert variables["RUNTIME_IMAGES_APP"] == f"{image}:{tag}"  # not rewritten
+        assert variables["RUNTIME_IMAGES_APP_IMAGE"] == image
+        assert "DEVREG_REGISTRY" not in variables
+        assert docker_client.images.get(f"{image}:{tag}")
+
+        second = devreg("build", "--format", "json", cwd=project, env=env)
+        again = json.loads(second.stdout)["images"]["app"]
+        assert (again["state"], again["tag"]) == ("up-to-date", tag)
+        assert f"building {image}:" not in second.stderr
+        assert len(calls.read_text().splitlines()) == 1  # not loaded again either
+        assert dotenv.read(project / ".devreg.env") == variables
+    finally:
+        with contextlib.suppress(Exception):
+            for img in docker_client.images.list(name=image):
+                docker_client.images.remove(img.id, force=True)
