@@ -458,16 +458,15 @@ class Kube:
                 try:
                     resp = conn.request(method, url, headers=headers, body=data)
                     break
-                except (BrokenPipeError, ConnectionResetError) as e:
-                    # A kept-alive connection the server closed meanwhile:
-                    # one fresh try (every request devreg makes is idempotent).
-                    conn.close()
-                    if attempt == 2 or not reused:
-                        self._conn = None
-                        raise self._unreachable(action, e) from None
                 except (OSError, ProtocolError) as e:
                     conn.close()
                     self._conn = None
+                    # A kept-alive connection the server closed meanwhile
+                    # (reset, broken pipe, TLS EOF): one fresh try. Every
+                    # request devreg makes is idempotent. A timeout is not
+                    # retried: the caller's deadline counts.
+                    if attempt == 1 and reused and not isinstance(e, TimeoutError):
+                        continue
                     raise self._unreachable(action, e) from None
         raw = resp.body
         try:

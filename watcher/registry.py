@@ -37,6 +37,7 @@ The parts: :mod:`watcher.kube` (API client), :mod:`watcher.kep1755`,
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -76,9 +77,22 @@ def load_valid_config(path: Path, *, log: Log = stderr_log) -> Config:
     return config
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+
+
 def registry_namespace(config: Config, namespace: str | None, kube: Kube) -> str:
     """``--namespace``, else ``localRegistry.namespace``, else the context's."""
+    check_namespace_flag(namespace)
     return namespace or config.local_registry.namespace or kube.namespace
+
+
+def check_namespace_flag(namespace: str | None) -> None:
+    if namespace is not None and not _DNS_LABEL.match(namespace):
+        raise FatalError(
+            f"--namespace {namespace!r} is not a namespace name (lower-case letters, digits "
+            "and '-', at most 63, starting and ending with a letter or digit)",
+            exit_code=2,
+        )
 
 
 def answers_v2(hostport: str, *, timeout: float = PROBE_TIMEOUT) -> str | None:
@@ -215,6 +229,7 @@ def ensure_registry(
     require_reach: bool = True,
 ) -> RegistryEndpoint:
     check_registry_settings(config.local_registry)
+    check_namespace_flag(namespace)
     # API requests never wait longer than the whole command may.
     kube = Kube(context, timeout=min(DEFAULT_TIMEOUT, max(timeout, 1.0)))
     try:

@@ -178,3 +178,39 @@ def test_error_messages(tmp_path: Path, status: int, body: dict[str, str], expec
     error = kube.error(Action("patch", "Deployment", "ns", "registry"), status, body)
     assert expected in str(error)
     assert error.status == status
+
+
+def test_a_kept_alive_connection_the_server_dropped_is_retried(tmp_path: Path) -> None:
+    """A server that closes every connection after one answer without saying
+    so (as a restarted API server or a proxy's idle timeout does)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = json.dumps({"kind": "ConfigMap", "metadata": {"name": "x"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        doc = json.loads(json.dumps(BASE))
+        doc["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{httpd.server_address[1]}"
+        with Kube(kubeconfig=[kubeconfig(tmp_path, doc)]) as kube:
+            for _ in range(3):
+                got = kube.get("ConfigMap", "ns", "x")
+                assert got is not None and got["metadata"]["name"] == "x"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()

@@ -266,3 +266,10 @@ def test_unresolved_setting_is_refused_before_any_request(testenv: Any) -> None:
     cfg = config(replace(LocalRegistry(), unresolved=("localRegistry.port",)), image("a", "a"))
     with pytest.raises(FatalError, match="localRegistry.port: the expression could not be"):
         ensure_registry(cfg, context="no-such-context", namespace=None, timeout=5)
+
+
+def test_bad_namespace_flag_is_a_usage_error(testenv: Any) -> None:
+    cfg = config(LocalRegistry(), image("a", "a"))
+    with pytest.raises(FatalError, match="--namespace 'Team_A' is not a namespace name") as e:
+        ensure_registry(cfg, context=testenv.context, namespace="Team_A", timeout=5)
+    assert e.value.exit_code == 2
