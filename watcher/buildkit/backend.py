@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hookpkg.reference import split_domain
+from watcher import proc
 from watcher.backends import BuildCancelled, BuildError, BuildRequest, BuildResult
 from watcher.buildkit import buildctl as buildctl_mod
 from watcher.buildkit import context as context_mod
@@ -33,8 +34,13 @@ Log = Callable[[str], None]
 # ``$0`` is the work directory, ``$1`` the tar's size, the rest the buildctl
 # command. ``head -c`` ends the tar's input after exactly its bytes: the exec
 # stream can only signal the end of stdin with the v5 protocol, and tar
-# (busybox's and GNU's) reads on past the archive's end marker until EOF.
-UNPACK_AND_BUILD = 'set -e; mkdir -p "$0"; head -c "$1" | tar -x -f - -C "$0"; shift; exec "$@"'
+# (busybox's and GNU's) reads on past the archive's end marker until EOF. The
+# script removes the work directory itself (one round trip, not two); when it
+# is stopped or fails early the backend does.
+UNPACK_AND_BUILD = (
+    'set -e; mkdir -p "$0"; head -c "$1" | tar -x -f - -C "$0"; shift; set +e; '
+    '"$@"; r=$?; rm -rf "$0"; exit "$r"'
+)
 NOT_FOUND = 127
 _STEP = re.compile(r"\[[^\]]*\]")
 
@@ -70,6 +76,8 @@ class BuildkitBackend:
         self.addr = addr
         self.buildctl = buildctl
         self.insecure = insecure
+        # What went to this buildkitd under which mtime (see context.py).
+        self.ledger = context_mod.MtimeLedger()
 
     def invocation(
         self, request: BuildRequest, workdir: str, dockerfile_name: str
@@ -90,7 +98,9 @@ class BuildkitBackend:
         if cancel.is_set():
             raise BuildCancelled()
         try:
-            packed = context_mod.pack(request.context, request.files, request.dockerfile)
+            packed = context_mod.pack(
+                request.context, request.files, request.dockerfile, ledger=self.ledger
+            )
         except OSError as e:
             raise BuildError(f"cannot read the build context of {request.image.key!r}: {e}") from e
         workdir = f"{self.transport.workroot.rstrip('/')}/devreg-build-{uuid.uuid4().hex[:12]}"
@@ -106,6 +116,7 @@ class BuildkitBackend:
             f"sending context ({packed.files} files, {packed.size / 1e6:.1f} MB) to buildkitd "
             f"({self.transport.name})"
         )
+        done: proc.Completed | None = None
         try:
             done = self.transport.run(
                 build_script(workdir, len(packed.data), buildctl_mod.build_argv(inv)),
@@ -114,8 +125,9 @@ class BuildkitBackend:
                 cancel=cancel,
             )
         finally:
-            # Never cancelled: a stopped build must not leave its context behind.
-            self.transport.run(("rm", "-rf", workdir))
+            if done is None or not done.ok:
+                # Never cancelled: a stopped build must not leave its context behind.
+                self.transport.run(("rm", "-rf", workdir))
         if done.cancelled:
             raise BuildCancelled()
         tail = tuple(progress.tail) or done.tail

@@ -357,3 +357,36 @@ def test_pipeline_content_tag_and_skip_if_present(
         assert run_image(docker_client, f"{testenv.registry}/{path}:{first.tag}") == "pipeline"
     finally:
         engine.close()
+
+
+def test_same_second_same_size_edit_is_not_stale(
+    backend: BuildkitBackend,
+    testenv: TestEnv,
+    docker_client: Any,
+    static_busybox: Path,
+    tmp_path: Path,
+) -> None:
+    """buildkitd skips a context file whose size and mtime match its cached
+    copy, and the sidecar's tar keeps whole seconds: an edit within the same
+    second must still reach the image (context.MtimeLedger)."""
+    ctx, dockerfile = project(
+        tmp_path,
+        static_busybox,
+        BASE + 'COPY msg /msg\nCMD ["cat", "/msg"]\n',
+        files={"msg": "AAAA\n"},
+    )
+    msg = ctx / "msg"
+    os.utime(msg, ns=(1_700_000_000_100_000_000,) * 2)
+    first = request(ctx, dockerfile)
+    backend.build(first, log=lambda _: None, cancel=threading.Event())
+    msg.write_text("BBBB\n")
+    os.utime(msg, ns=(1_700_000_000_900_000_000,) * 2)
+    second = request(ctx, dockerfile, repository=first.repository)
+    backend.build(second, log=lambda _: None, cancel=threading.Event())
+    assert (
+        run_image(docker_client, push_name(testenv.registry, first.repository, first.tag)) == "AAAA"
+    )
+    assert (
+        run_image(docker_client, push_name(testenv.registry, second.repository, second.tag))
+        == "BBBB"
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.buildkit.context import pack
+from watcher.buildkit.context import MtimeLedger, pack
 from watcher.contenttag import ContextIndex
 
 LONG = "a" * 60 + "/" + "b" * 60 + "/" + "c" * 80 + ".txt"  # > 100 bytes: GNU long name
@@ -139,3 +139,34 @@ def test_real_tar_unpacks_it(
     assert os.readlink(out / "context" / "link") == "src/main.py"
     assert (out / "context" / "run.sh").stat().st_mode & 0o111
     assert (out / "dockerfile" / "app.Dockerfile").read_bytes() == dockerfile.read_bytes()
+
+
+def test_ledger_moves_a_colliding_mtime_and_keeps_a_repeated_one() -> None:
+    ledger = MtimeLedger()
+    assert ledger.mtime_for("context/a", 4, 100, b"v1") == 100
+    assert ledger.mtime_for("context/a", 4, 100, b"v1") == 100  # same bytes: same stat
+    assert ledger.mtime_for("context/a", 4, 100, b"v2") == 101  # same second and size
+    assert ledger.mtime_for("context/a", 4, 100, b"v3") == 102
+    assert ledger.mtime_for("context/a", 4, 100, b"v2") == 101  # remembered
+    assert ledger.mtime_for("context/a", 5, 100, b"v4") == 100  # another size differs anyway
+    assert ledger.mtime_for("context/b", 4, 100, b"v9") == 100  # another path
+
+
+def test_same_second_same_size_edit_travels_under_another_mtime(tree: tuple[Path, Path]) -> None:
+    ctx, dockerfile = tree
+    target = ctx / "src" / "main.py"
+    files = files_of(ctx, dockerfile)
+    ledger = MtimeLedger()
+    target.write_text("print('A')\n")
+    os.utime(target, ns=(1_700_000_000_100_000_000, 1_700_000_000_100_000_000))
+    first = members(pack(ctx, files, dockerfile, ledger=ledger).data)["context/src/main.py"]
+    target.write_text("print('B')\n")  # same size, same whole second
+    os.utime(target, ns=(1_700_000_000_900_000_000, 1_700_000_000_900_000_000))
+    packed = pack(ctx, files, dockerfile, ledger=ledger)
+    second = members(packed.data)["context/src/main.py"]
+    assert first.mtime == 1_700_000_000
+    assert second.mtime == 1_700_000_001
+    assert packed.moved_mtimes == 1
+    # Nothing changed: the stat repeats, so buildkitd need not receive it again.
+    again = members(pack(ctx, files, dockerfile, ledger=ledger).data)["context/src/main.py"]
+    assert again.mtime == second.mtime

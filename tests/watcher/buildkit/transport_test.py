@@ -302,8 +302,8 @@ def test_build_through_the_exec_framing(
         assert result.pushed and result.image_id
         assert req.tag in tags(testenv.registry, req.repository.split("/", 1)[1])
         assert list(workroot.iterdir()) == []  # work dir and pid files removed
-        # build, then the clean-up: two execs, the first with stdin.
-        assert [ex.stdin for ex in kubelet.execs] == [True, False]
+        # One exec: unpack, build, clean up (a round trip saved per build).
+        assert [ex.stdin for ex in kubelet.execs] == [True]
 
         failing, fdf = project(tmp_path / "f", Path("/bin/busybox"), BASE + "RUN exit 5\n")
         with pytest.raises(BuildError) as info:
