@@ -34,7 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = "version: v2beta1\nlocalRegistry:\n  localbuild: true\nimages:\n  app:\n    image: org/app\n"
+CONFIG = (
+    "version: v2beta1\nlocalRegistry:\n  localbuild: true\nimages:\n  app:\n    image: org/app\n"
+)
 
 
 def _time(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
@@ -73,7 +75,7 @@ def main() -> None:
     kubectl = shutil.which("kubectl")
     registry_bin = os.environ.get("DEVREG_TEST_REGISTRY_BIN", "/usr/bin/docker-registry")
     if "KUBECONFIG" not in os.environ or kubectl is None:
-        raise SystemExit("needs KUBECONFIG (eval \"$(scripts/testenv env)\") and kubectl")
+        raise SystemExit('needs KUBECONFIG (eval "$(scripts/testenv env)") and kubectl')
     context = os.environ.get("DEVREG_TEST_KUBE_CONTEXT", "devreg-test")
     namespace = f"devreg-bench-{secrets.token_hex(3)}"
     with tempfile.TemporaryDirectory(prefix="devreg-bench-up-") as tmp:
