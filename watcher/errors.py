@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Callable
 
 from hookpkg.errors import FatalError
@@ -28,6 +27,8 @@ def run_command(fn: Callable[[], int]) -> int:
     except BrokenPipeError:  # `devreg env | head`
         return EXIT_OK
     except Exception:
+        import traceback  # only on the bug path: it costs ~9 ms to import
+
         print("devreg: internal error (a bug; please report it with this output):", file=sys.stderr)
         traceback.print_exc()
         return EXIT_INTERNAL
