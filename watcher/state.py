@@ -40,7 +40,7 @@ class StateDir:
         self.log_path = self.root / "watch.log"
         self.status_path = self.root / "status.json"
         self.delivered_path = self.root / "delivered.json"
-        self.cache_path = self.root / "contenttag-cache.json"
+        self.cache_path = self.root / "contenttag-cache.marshal"
         self._lock_fd: int | None = None
         self._mutex = threading.Lock()
 

@@ -65,6 +65,7 @@ EVENT_TYPES: list[type[FileSystemEvent]] = [
 ]
 HEALTH_INTERVAL = 2.0  # seconds between checks that the registry kept our images
 MAX_DEBOUNCE_WAIT = 1.0  # a never-ending burst still gets handled this often
+SAVED_GRACE = 0.01  # the quiet period once every written file is closed
 _EDITOR_SUFFIXES = (".swp", ".swx", ".swo", "~", ".tmp.devreg")
 
 
@@ -94,6 +95,20 @@ class _Handler(FileSystemEventHandler):
             if path.startswith(self._own) or _is_noise(path):
                 continue
             self._sink.put((path, event.event_type, event.is_directory))
+
+
+def _track_writes(writing: set[str], event: tuple[str, str, bool]) -> set[str]:
+    """Files of a burst still being written: a write opens an entry, its
+    close (``IN_CLOSE_WRITE``), a rename into place or a delete ends it.
+    Attribute changes (``touch``) never close, so they wait out the debounce."""
+    path, kind, is_dir = event
+    if is_dir or not path:
+        return writing
+    if kind in ("modified", "created"):
+        writing.add(path)
+    elif kind in ("closed", "moved", "deleted"):
+        writing.discard(path)
+    return writing
 
 
 def plan_schedules(flt: ContextFilter) -> list[tuple[str, bool]]:
@@ -317,16 +332,22 @@ class Watcher:
                 next_health = time.monotonic() + HEALTH_INTERVAL
                 continue
             batch = [first]
+            writing = _track_writes(set(), first)
             deadline = time.monotonic() + MAX_DEBOUNCE_WAIT
             while not self._stop.is_set():
+                # Every file written in this burst has been closed or renamed
+                # into place: the save is complete, and only a short grace
+                # is left for a next file (a checkout writes them back to
+                # back). A late event still cancels and restarts the build.
+                quiet = self.debounce if writing else min(self.debounce, SAVED_GRACE)
                 try:
-                    batch.append(
-                        self._events.get(
-                            timeout=min(self.debounce, max(0.0, deadline - time.monotonic()))
-                        )
+                    event = self._events.get(
+                        timeout=min(quiet, max(0.0, deadline - time.monotonic()))
                     )
                 except queue.Empty:
                     break
+                batch.append(event)
+                _track_writes(writing, event)
             if self._stop.is_set():
                 break
             self._handle(batch)
@@ -486,6 +507,7 @@ class Watcher:
                     "last_error": s.error,
                     "last_error_tail": list(s.tail),
                     "builds": s.builds,
+                    "layers_pushed": s.layers_pushed,
                     "path": self.pipeline.routes[key].path
                     if self.pipeline and key in self.pipeline.routes
                     else None,

@@ -23,7 +23,10 @@ DETACH_GRACE = 30.0  # beyond --timeout, for the first scan
 
 
 def _log(line: str) -> None:
-    stamp = time.strftime("%H:%M:%S")
+    now = time.time()
+    # Milliseconds: a rebuild takes well under a second, and its steps are
+    # read from this log.
+    stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
     print(f"{stamp} {line}", file=sys.stderr, flush=True)
 
 
