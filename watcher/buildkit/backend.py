@@ -1,11 +1,17 @@
 """The in-cluster build backend (``localbuild: false``, SPEC §3, §6).
 
 One build is: pack the context and the Dockerfile into a tar
-(:mod:`.context`), send it through a transport to a fresh work directory in
-the buildkitd environment where ``tar`` unpacks it and ``buildctl`` builds and
-pushes (:mod:`.buildctl`) in the same command, read the progress
-(:mod:`.progress`), then remove the work directory. One command, not three,
-because each command is a round trip to the API server on the exec transport.
+(:mod:`.context`), send it through a transport to the image's work directory
+in the buildkitd environment, where ``tar`` unpacks it and ``buildctl`` builds
+and pushes (:mod:`.buildctl`) in the same command, and read the progress
+(:mod:`.progress`). One command per build, because each command is a round
+trip to the API server on the exec transport.
+
+The work directory (``<workroot>/devreg-ctx-<image>-<hash>``) stays between
+builds and only changes are sent to it (see :mod:`.context`). A token file
+written after each unpack guards that: a directory that is not in the state
+the backend remembers (the pod was replaced, another devreg wrote to it, a
+build was stopped half-way) is answered by a full send.
 
 buildkitd pushes to the registry beside it (``localhost:<port>`` inside the
 pod); the repository path is the rewritten one, so nodes pull the same image
@@ -14,15 +20,15 @@ as ``localhost:<nodePort>/<path>:<tag>``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from hookpkg.reference import split_domain
-from watcher import proc
 from watcher.backends import BuildCancelled, BuildError, BuildRequest, BuildResult
 from watcher.buildkit import buildctl as buildctl_mod
 from watcher.buildkit import context as context_mod
@@ -31,22 +37,35 @@ from watcher.buildkit.transport import ExecTransport, Transport
 
 Log = Callable[[str], None]
 
-# ``$0`` is the work directory, ``$1`` the tar's size, the rest the buildctl
-# command. ``head -c`` ends the tar's input after exactly its bytes: the exec
+STALE_EXIT = 75
+STALE = "devreg: work directory is not as expected"
+UNPACKED = "devreg: context unpacked"
+TOKEN = ".devreg-token"
+FULL = "-"
+# ``$0`` work directory, ``$1`` the tar's size, ``$2`` the token the directory
+# must hold for a partial send (``-``: full send, empty it first), ``$3`` the
+# token to leave, then the buildctl command. The old token goes before tar
+# runs, so an unpack that is cut short leaves a directory no partial send
+# will trust. ``head -c`` ends tar's input after exactly its bytes: the exec
 # stream can only signal the end of stdin with the v5 protocol, and tar
-# (busybox's and GNU's) reads on past the archive's end marker until EOF. The
-# script removes the work directory itself (one round trip, not two); when it
-# is stopped or fails early the backend does.
+# (busybox's and GNU's) reads on past the archive's end marker until EOF.
 UNPACK_AND_BUILD = (
-    'set -e; mkdir -p "$0"; head -c "$1" | tar -x -f - -C "$0"; shift; set +e; '
-    '"$@"; r=$?; rm -rf "$0"; exit "$r"'
+    'set -e; d="$0"; n="$1"; p="$2"; t="$3"; shift 3; '
+    f'if [ "$p" = {FULL} ]; then rm -rf "$d"; mkdir -p "$d"; '
+    f'elif [ "$(cat "$d/{TOKEN}" 2>/dev/null)" != "$p" ]; then '
+    f'echo "{STALE}"; exit {STALE_EXIT}; fi; '
+    f'rm -f "$d/{TOKEN}"; head -c "$n" | tar -x -f - -C "$d"; '
+    f'echo "$t" >"$d/{TOKEN}"; echo "{UNPACKED}"; exec "$@"'
 )
 NOT_FOUND = 127
 _STEP = re.compile(r"\[[^\]]*\]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-def build_script(workdir: str, size: int, buildctl_argv: tuple[str, ...]) -> tuple[str, ...]:
-    return ("sh", "-c", UNPACK_AND_BUILD, workdir, str(size), *buildctl_argv)
+def build_script(
+    workdir: str, size: int, buildctl_argv: tuple[str, ...], *, expect: str = FULL, leave: str
+) -> tuple[str, ...]:
+    return ("sh", "-c", UNPACK_AND_BUILD, workdir, str(size), expect, leave, *buildctl_argv)
 
 
 def push_name(push_host: str, repository: str, tag: str) -> str:
@@ -54,6 +73,18 @@ def push_name(push_host: str, repository: str, tag: str) -> str:
     registry host as buildkitd reaches it."""
     _, path = split_domain(repository)
     return f"{push_host}/{path}:{tag}"
+
+
+def workdir_name(request: BuildRequest) -> str:
+    """Stable per image and project: the key for people reading ``/tmp``, the
+    hash so that two projects with an image ``app`` do not share one."""
+    where = hashlib.sha256(f"{request.context}\0{request.dockerfile}".encode()).hexdigest()[:10]
+    return f"devreg-ctx-{_UNSAFE.sub('-', request.image.key)[:40]}-{where}"
+
+
+class _Mirror(NamedTuple):
+    token: str
+    manifest: context_mod.Manifest
 
 
 class BuildkitBackend:
@@ -78,6 +109,11 @@ class BuildkitBackend:
         self.insecure = insecure
         # What went to this buildkitd under which mtime (see context.py).
         self.ledger = context_mod.MtimeLedger()
+        self.pack_cache = context_mod.PackCache()
+        # Per work directory, what it holds. One build per image at a time
+        # (the pipeline's rule), so each entry has one user; dict operations
+        # on distinct keys need no lock.
+        self._mirrors: dict[str, _Mirror] = {}
 
     def invocation(
         self, request: BuildRequest, workdir: str, dockerfile_name: str
@@ -97,37 +133,50 @@ class BuildkitBackend:
         started = time.monotonic()
         if cancel.is_set():
             raise BuildCancelled()
-        try:
-            packed = context_mod.pack(
-                request.context, request.files, request.dockerfile, ledger=self.ledger
+        name = workdir_name(request)
+        workdir = f"{self.transport.workroot.rstrip('/')}/{name}"
+        # Not trusted again until this build's unpack is confirmed.
+        mirror = self._mirrors.pop(name, None)
+        while True:
+            packed = self._pack(request, mirror)
+            token = uuid.uuid4().hex
+            progress = Progress()
+            seen: set[str] = set()
+
+            def show(line: str, progress: Progress = progress, seen: set[str] = seen) -> None:
+                if line in (STALE, UNPACKED):
+                    seen.add(line)
+                    return
+                shown = progress.feed(line)
+                if shown is not None:
+                    log(shown)
+
+            what = "all" if packed.full else "changes"
+            log(
+                f"sending {what}: {packed.files} of {packed.total_files} files, "
+                f"{packed.size / 1e6:.1f} MB, to buildkitd ({self.transport.name})"
             )
-        except OSError as e:
-            raise BuildError(f"cannot read the build context of {request.image.key!r}: {e}") from e
-        workdir = f"{self.transport.workroot.rstrip('/')}/devreg-build-{uuid.uuid4().hex[:12]}"
-        inv = self.invocation(request, workdir, packed.dockerfile_name)
-        progress = Progress()
-
-        def show(line: str) -> None:
-            shown = progress.feed(line)
-            if shown is not None:
-                log(shown)
-
-        log(
-            f"sending context ({packed.files} files, {packed.size / 1e6:.1f} MB) to buildkitd "
-            f"({self.transport.name})"
-        )
-        done: proc.Completed | None = None
-        try:
+            inv = self.invocation(request, workdir, packed.dockerfile_name)
+            argv = buildctl_mod.build_argv(inv)
             done = self.transport.run(
-                build_script(workdir, len(packed.data), buildctl_mod.build_argv(inv)),
+                build_script(
+                    workdir,
+                    len(packed.data),
+                    argv,
+                    expect=FULL if packed.full or mirror is None else mirror.token,
+                    leave=token,
+                ),
                 stdin=packed.data,
                 log=show,
                 cancel=cancel,
             )
-        finally:
-            if done is None or not done.ok:
-                # Never cancelled: a stopped build must not leave its context behind.
-                self.transport.run(("rm", "-rf", workdir))
+            if done.returncode == STALE_EXIT and STALE in seen and mirror is not None:
+                log("the work directory in buildkitd is not as devreg left it: sending all")
+                mirror = None
+                continue
+            break
+        if UNPACKED in seen:
+            self._mirrors[name] = _Mirror(token, packed.manifest)
         if done.cancelled:
             raise BuildCancelled()
         tail = tuple(progress.tail) or done.tail
@@ -140,6 +189,19 @@ class BuildkitBackend:
             image_id=progress.digest,
             log_tail=tail,
         )
+
+    def _pack(self, request: BuildRequest, mirror: _Mirror | None) -> context_mod.Packed:
+        try:
+            return context_mod.pack(
+                request.context,
+                request.files,
+                request.dockerfile,
+                ledger=self.ledger,
+                cache=self.pack_cache,
+                previous=mirror.manifest if mirror is not None else None,
+            )
+        except OSError as e:
+            raise BuildError(f"cannot read the build context of {request.image.key!r}: {e}") from e
 
     def _failure(self, request: BuildRequest, code: int, progress: Progress) -> str:
         where = f"in-cluster build of image {request.image.key!r}"

@@ -24,7 +24,7 @@ import pytest
 from hookpkg.config import Image, load_config
 from tests.plugins.testenv import TestEnv
 from watcher.backends import BuildCancelled, BuildError, BuildRequest
-from watcher.buildkit.backend import BuildkitBackend, push_name
+from watcher.buildkit.backend import BuildkitBackend, push_name, workdir_name
 from watcher.buildkit.transport import LocalTransport
 from watcher.contenttag import ContextIndex
 from watcher.local_build import Engine
@@ -137,7 +137,7 @@ def test_build_push_pull_run(
     assert result.pushed
     assert result.reference == req.reference
     assert result.image_id is not None and result.image_id.startswith("sha256:")
-    assert any(line.startswith("sending context") for line in lines)
+    assert any(line.startswith("sending all: 3 of 3 files") for line in lines), lines
     assert any("RUN echo" in line and "done in" in line for line in lines)
     path = req.repository.split("/", 1)[1]
     assert req.tag in tags(testenv.registry, path)
@@ -280,9 +280,14 @@ def test_cancel_stops_buildctl_and_the_step_and_cleans_up(
     assert len(outcome) == 1 and isinstance(outcome[0], BuildCancelled)
     workroot = backend.transport.workroot
     assert _processes_mentioning(workroot) == []  # buildctl and its shell are gone
-    assert list(Path(workroot).iterdir()) == []  # the unpacked context is removed
     # buildkitd stops the step when its client goes away.
     wait_for(lambda: not _processes_mentioning(f"sleep {marker}"), 20, "the RUN step to stop")
+    # The stop came after the unpack: the work directory is sound and the
+    # next build sends only what changed.
+    (ctx / "Dockerfile").write_text(BASE + 'CMD ["echo", "after cancel"]\n')
+    lines, log2 = collect()
+    backend.build(request(ctx, dockerfile), log=log2, cancel=threading.Event())
+    assert any(line.startswith("sending changes: 2 of 3 files") for line in lines), lines
 
 
 def test_buildkitd_unreachable_is_a_build_error(
@@ -390,3 +395,42 @@ def test_same_second_same_size_edit_is_not_stale(
         run_image(docker_client, push_name(testenv.registry, second.repository, second.tag))
         == "BBBB"
     )
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param("removed", id="work-directory-removed"),  # the pod was replaced
+        pytest.param("token", id="token-changed"),  # another devreg wrote to it
+    ],
+)
+def test_work_directory_not_as_left_gets_everything(
+    backend: BuildkitBackend,
+    testenv: TestEnv,
+    docker_client: Any,
+    static_busybox: Path,
+    tmp_path: Path,
+    damage: str,
+) -> None:
+    ctx, dockerfile = project(
+        tmp_path,
+        static_busybox,
+        BASE + 'COPY msg /msg\nCMD ["cat", "/msg"]\n',
+        files={"msg": "one\n"},
+    )
+    backend.build(request(ctx, dockerfile), log=lambda _: None, cancel=threading.Event())
+    workdir = Path(backend.transport.workroot) / workdir_name(request(ctx, dockerfile))
+    assert (workdir / "context" / "msg").read_text() == "one\n"
+    if damage == "removed":
+        shutil.rmtree(workdir)
+    else:
+        (workdir / ".devreg-token").write_text("someone else\n")
+    (ctx / "msg").write_text("two, longer\n")
+    lines, log = collect()
+    req = request(ctx, dockerfile)
+    backend.build(req, log=log, cancel=threading.Event())
+    assert lines[0].startswith("sending changes: 1 of 4 files")
+    assert "the work directory in buildkitd is not as devreg left it: sending all" in lines
+    assert any(line.startswith("sending all: 4 of 4 files") for line in lines)
+    reference = push_name(testenv.registry, req.repository, req.tag)
+    assert run_image(docker_client, reference) == "two, longer"

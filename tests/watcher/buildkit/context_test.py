@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.buildkit.context import MtimeLedger, pack
+from watcher.buildkit.context import MtimeLedger, PackCache, pack
 from watcher.contenttag import ContextIndex
 
 LONG = "a" * 60 + "/" + "b" * 60 + "/" + "c" * 80 + ".txt"  # > 100 bytes: GNU long name
@@ -77,11 +77,56 @@ def test_modes_links_and_owners(tree: tuple[Path, Path]) -> None:
 def test_counts(tree: tuple[Path, Path]) -> None:
     ctx, dockerfile = tree
     packed = pack(ctx, files_of(ctx, dockerfile), dockerfile)
-    # .dockerignore, run.sh, link, main.py, __init__.py, the long file
-    assert packed.files == 6
-    assert packed.size == sum(
-        (ctx / f).stat().st_size for f in (".dockerignore", "run.sh", "src/main.py", LONG)
+    # .dockerignore, run.sh, link, main.py, __init__.py, the long file, the Dockerfile
+    assert packed.files == packed.total_files == 7
+    assert packed.full
+    assert (
+        packed.size
+        == sum((ctx / f).stat().st_size for f in (".dockerignore", "run.sh", "src/main.py", LONG))
+        + dockerfile.stat().st_size
     )
+
+
+def test_against_a_manifest_only_changes_travel(tree: tuple[Path, Path]) -> None:
+    ctx, dockerfile = tree
+    files = files_of(ctx, dockerfile)
+    ledger, cache = MtimeLedger(), PackCache()
+    first = pack(ctx, files, dockerfile, ledger=ledger, cache=cache)
+    same = pack(ctx, files, dockerfile, ledger=ledger, cache=cache, previous=first.manifest)
+    assert (same.full, same.files, same.size) == (False, 0, 0)
+    assert same.manifest == first.manifest
+    (ctx / "src" / "main.py").write_text("print('changed, and longer')\n")
+    changed = pack(ctx, files, dockerfile, ledger=ledger, cache=cache, previous=first.manifest)
+    names = members(changed.data)
+    assert not changed.full
+    assert changed.files == 1 and changed.total_files == 7
+    files_sent = {n for n, m in names.items() if not m.isdir()}
+    assert files_sent == {"context/src/main.py"}
+    # A changed Dockerfile travels too.
+    dockerfile.write_text("FROM scratch\nCOPY src /src\n")
+    df = pack(ctx, files, dockerfile, ledger=ledger, cache=cache, previous=changed.manifest)
+    assert {n for n, m in members(df.data).items() if not m.isdir()} == {
+        "dockerfile/app.Dockerfile"
+    }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param("remove", id="removed-file"),
+        pytest.param("file-to-dir", id="file-became-directory"),
+    ],
+)
+def test_removal_or_type_change_sends_everything(tree: tuple[Path, Path], change: str) -> None:
+    ctx, dockerfile = tree
+    first = pack(ctx, files_of(ctx, dockerfile), dockerfile)
+    (ctx / "run.sh").unlink()
+    if change == "file-to-dir":
+        (ctx / "run.sh").mkdir()
+        (ctx / "run.sh" / "inner").write_text("i")
+    again = pack(ctx, files_of(ctx, dockerfile), dockerfile, previous=first.manifest)
+    assert again.full
+    assert again.files == again.total_files
 
 
 def test_dockerfile_specific_ignore_travels_beside_the_dockerfile(

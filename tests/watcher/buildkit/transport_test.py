@@ -24,7 +24,7 @@ from tests.watcher.buildkit import fake_kubelet
 from tests.watcher.buildkit.backend_test import BASE, project, request, tags, wait_for
 from watcher import proc
 from watcher.backends import BuildCancelled, BuildError
-from watcher.buildkit.backend import BuildkitBackend, build_script
+from watcher.buildkit.backend import BuildkitBackend, build_script, workdir_name
 from watcher.buildkit.context import pack
 from watcher.buildkit.transport import ExecTransport, LocalTransport, exit_code
 
@@ -202,12 +202,12 @@ def test_v4_protocol_without_stdin_close_still_unpacks(tmp_path: Path) -> None:
         lines: list[str] = []
         data = pack(ctx, ("Dockerfile", "f.txt"), dockerfile).data
         done = transport.run(
-            build_script(str(out), len(data), ("ls", f"{out}/context")),
+            build_script(str(out), len(data), ("ls", f"{out}/context"), leave="t1"),
             stdin=data,
             log=lines.append,
         )
         assert done.ok, done.tail
-        assert lines == ["Dockerfile", "f.txt"]
+        assert lines == ["devreg: context unpacked", "Dockerfile", "f.txt"]
         assert kubelet.execs[0].protocol == fake_kubelet.V4
         assert not kubelet.execs[0].stdin_closed_by_client
         transport.api.api_client.close()
@@ -301,9 +301,16 @@ def test_build_through_the_exec_framing(
         result = backend.build(req, log=lines.append, cancel=threading.Event())
         assert result.pushed and result.image_id
         assert req.tag in tags(testenv.registry, req.repository.split("/", 1)[1])
-        assert list(workroot.iterdir()) == []  # work dir and pid files removed
-        # One exec: unpack, build, clean up (a round trip saved per build).
+        # The image's work directory stays (only changes travel next time);
+        # the exec wrapper's pid file is gone.
+        assert [p.name for p in workroot.iterdir()] == [workdir_name(req)]
+        # One exec: unpack and build (a round trip per build, no more).
         assert [ex.stdin for ex in kubelet.execs] == [True]
+        # Changing the Dockerfile (in the context, and beside it) sends those two.
+        (ctx / "Dockerfile").write_text(BASE + 'CMD ["echo", "via exec, again"]\n')
+        lines.clear()
+        backend.build(request(ctx, dockerfile), log=lines.append, cancel=threading.Event())
+        assert any(line.startswith("sending changes: 2 of 3 files") for line in lines), lines
 
         failing, fdf = project(tmp_path / "f", Path("/bin/busybox"), BASE + "RUN exit 5\n")
         with pytest.raises(BuildError) as info:
@@ -334,7 +341,7 @@ def test_build_through_the_exec_framing(
         assert not thread.is_alive()
         assert outcome and isinstance(outcome[0], BuildCancelled)
         wait_for(lambda: not _alive_with(f"sleep {marker}"), 20, "the RUN step to stop")
-        assert list(workroot.iterdir()) == []
+        assert not [p for p in workroot.iterdir() if p.name.endswith(".pid")]
         transport.api.api_client.close()
     finally:
         next(gen, None)
