@@ -405,9 +405,25 @@ class ContextIndex:
                             digest = f"!{err.errno}"
                         finally:
                             os.close(fd)
-                e = _make(rel, kind, st, digest)
-                entries[rel] = rows[rel] = e
-                total += e.share
+                # ``_make`` inlined, as a plain tuple (a NamedTuple and two
+                # calls per file cost 10 % of a cold scan).
+                fmode = mode & 0o7777
+                share = int.from_bytes(
+                    sha256(
+                        f"{rel}\0{kind}{fmode:o}\0{digest}".encode("utf-8", "surrogateescape")
+                    ).digest(),
+                    "big",
+                )
+                entries[rel] = rows[rel] = (
+                    kind,
+                    fmode,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    st.st_ino,
+                    digest,
+                    share,
+                )
+                total += share
                 dirty = True
             pending = []
         if big:

@@ -136,3 +136,48 @@ def test_cache_survives_a_restart_and_skips_reading(
     second = ContextIndex(ctx, ctx / "Dockerfile", DigestCache(cache_path))
     second.scan()
     assert second.digest() == first.digest()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"\x00garbage", id="garbage"),
+        pytest.param(__import__("marshal").dumps(("devreg-content-cache/0", {})), id="old-version"),
+        pytest.param(
+            __import__("marshal").dumps(("devreg-content-cache/2", {"/x": {"a": (1, 2)}})),
+            id="bad-row",
+        ),
+    ],
+)
+def test_a_bad_cache_is_ignored(tmp_path: Path, content: bytes) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    _tree(ctx)
+    cache_path = tmp_path / "cache"
+    cache_path.write_bytes(content)
+    index = ContextIndex(ctx, ctx / "Dockerfile", DigestCache(cache_path))
+    index.scan()
+    index.cache.save()
+    fresh = ContextIndex(ctx, ctx / "Dockerfile")
+    fresh.scan()
+    assert index.digest() == fresh.digest()
+    reloaded = ContextIndex(ctx, ctx / "Dockerfile", DigestCache(cache_path))
+    reloaded.scan()
+    assert reloaded.digest() == fresh.digest()
+
+
+def test_one_cache_serves_two_contexts(tmp_path: Path) -> None:
+    """Rows are per context: the same file has another path (and share) in
+    a context one level up."""
+    inner = tmp_path / "outer" / "inner"
+    inner.mkdir(parents=True)
+    _tree(inner)
+    (tmp_path / "outer" / "Dockerfile").write_text("FROM scratch\n")
+    cache = DigestCache(tmp_path / "cache")
+    for ctx in (inner, tmp_path / "outer"):
+        cached = ContextIndex(ctx, ctx / "Dockerfile", cache)
+        cached.scan()
+        fresh = ContextIndex(ctx, ctx / "Dockerfile")
+        fresh.scan()
+        assert cached.digest() == fresh.digest()

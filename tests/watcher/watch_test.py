@@ -71,6 +71,37 @@ def test_ignored_directories_cost_no_watch(tmp_path: Path, observer: Any) -> Non
     assert got[0].startswith(str(tmp_path / "src"))
 
 
+@pytest.mark.parametrize(
+    ("events", "writing"),
+    [
+        pytest.param([("/p/a", "modified", False)], {"/p/a"}, id="write-in-progress"),
+        pytest.param([("/p/a", "modified", False), ("/p/a", "closed", False)], set(), id="saved"),
+        pytest.param(
+            [
+                ("/p/.a.tmp", "created", False),
+                ("/p/.a.tmp", "moved", False),
+                ("/p/a", "moved", False),
+            ],
+            set(),
+            id="renamed-into-place",
+        ),
+        pytest.param([("/p/d", "modified", True)], set(), id="directory"),
+        pytest.param(
+            [("/p/a", "modified", False), ("/p/a", "deleted", False)], set(), id="deleted"
+        ),
+    ],
+)
+def test_a_save_is_complete_when_every_written_file_is_closed(
+    events: list[tuple[str, str, bool]], writing: set[str]
+) -> None:
+    from watcher.watch import _track_writes
+
+    state: set[str] = set()
+    for event in events:
+        _track_writes(state, event)
+    assert state == writing
+
+
 # --- with the real engine and registry ------------------------------------------------
 
 
