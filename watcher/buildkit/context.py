@@ -117,8 +117,7 @@ class PackCache:
 
     def known(self, path: str, st: os.stat_result) -> bytes | None:
         """The digest of an unchanged file, without reading it."""
-        with self._lock:
-            hit = self._digests.get(path)
+        hit = self._digests.get(path)  # one dict read: atomic, no lock needed
         if hit is not None and hit.key == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode):
             return hit.digest
         return None
@@ -178,7 +177,7 @@ def pack(
     # not be read unless sent.
     found: list[tuple[str, Entry, bytes | None, str, int]] = []
     root = str(context)
-    inputs = [(os.path.join(root, rel), f"{CONTEXT_DIR}/{rel}", False) for rel in files]
+    inputs = [(f"{root}/{rel}", f"{CONTEXT_DIR}/{rel}", False) for rel in files]
     name = dockerfile.name
     # Follow a symlinked Dockerfile (stat, not lstat): the frontend needs its bytes.
     inputs.append((str(dockerfile), f"{DOCKERFILE_DIR}/{name}", True))
@@ -188,7 +187,7 @@ def pack(
     for path, arcname, required in inputs:
         try:
             st = os.stat(path) if required else os.lstat(path)
-            item = _entry(path, arcname, st, ledger, cache)
+            item = _entry(path, arcname, st, ledger, cache, previous)
         except FileNotFoundError:
             if required:  # the Dockerfile itself: the build cannot go on
                 raise
@@ -236,7 +235,12 @@ def pack(
 
 
 def _entry(
-    path: str, arcname: str, st: os.stat_result, ledger: MtimeLedger, cache: PackCache
+    path: str,
+    arcname: str,
+    st: os.stat_result,
+    ledger: MtimeLedger,
+    cache: PackCache,
+    previous: Manifest | None,
 ) -> tuple[Entry, bytes | None] | None:
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISDIR(st.st_mode):
@@ -248,6 +252,17 @@ def _entry(
         return None
     data: bytes | None = None
     digest = cache.known(path, st)
+    if digest is not None and previous is not None:
+        # Unchanged since it was sent: what the work directory holds stands
+        # (the common case, so it skips the ledger).
+        held = previous.get(arcname)
+        if held is not None and (held.kind, held.mode, held.size, held.digest) == (
+            "f",
+            mode,
+            st.st_size,
+            digest,
+        ):
+            return held, None
     if digest is None:
         with open(path, "rb") as fh:
             data = fh.read()
