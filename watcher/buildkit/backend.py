@@ -115,6 +115,11 @@ class BuildkitBackend:
         # on distinct keys need no lock.
         self._mirrors: dict[str, _Mirror] = {}
 
+    def close(self) -> None:
+        close = getattr(self.transport, "close", None)
+        if close is not None:
+            close()
+
     def invocation(
         self, request: BuildRequest, workdir: str, dockerfile_name: str
     ) -> buildctl_mod.Invocation:
@@ -216,6 +221,21 @@ class BuildkitBackend:
                 f"environment ({self.transport.name})"
             )
         return f"{where} failed: buildctl exited with {code}"
+
+
+def from_context(
+    context: str | None, *, namespace: str, registry_name: str, registry_port: int
+) -> BuildkitBackend:
+    """:func:`in_cluster_backend` with the official client of a kubeconfig
+    context (``None``: the current one); ``close()`` releases it."""
+    from kubernetes import client, config
+
+    new_client: Any = config.new_client_from_config
+    core = client.CoreV1Api(new_client(context=context))
+    transport = ExecTransport(
+        core, namespace=namespace, selector=f"app={registry_name}", owns_client=True
+    )
+    return BuildkitBackend(transport, push_host=f"localhost:{registry_port}")
 
 
 def in_cluster_backend(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import re
 import tempfile
 import threading
 import time
@@ -221,8 +222,15 @@ def drive(
         ws.close()
     code, message = exit_code(status)
     if message and not cancelled:
-        emit([message])
+        # The command did not run, or its end was not seen: not the
+        # command's own failure, so not a build error of the user's.
+        raise ExecFailed(message)
     return proc.Completed(tuple(argv), code, tuple(tail), cancelled, time.monotonic() - started)
+
+
+class ExecFailed(FatalError):
+    """The exec did not run the command (the API server could not reach the
+    kubelet, no such container, the stream was cut off)."""
 
 
 StreamFn = Callable[..., Any]
@@ -242,8 +250,10 @@ class ExecTransport:
         container: str = "buildkitd",
         workroot: str = "/tmp",
         stream: StreamFn | None = None,
+        owns_client: bool = False,  # close the API client on close()
     ) -> None:
         self.api = core_api
+        self._owns_client = owns_client
         self.namespace = namespace
         self.selector = selector
         self.container = container
@@ -262,7 +272,13 @@ class ExecTransport:
         """The newest Ready pod of the registry that has the buildkitd container."""
         if self._pod is not None and not refresh:
             return self._pod
-        pods = self.api.list_namespaced_pod(self.namespace, label_selector=self.selector).items
+        try:
+            pods = self.api.list_namespaced_pod(self.namespace, label_selector=self.selector).items
+        except Exception as e:  # noqa: BLE001 - ApiException, urllib3's errors
+            raise FatalError(
+                f"cannot list the registry pods (label {self.selector}) in namespace "
+                f"{self.namespace!r}: {_reason(e)}"
+            ) from None
         ready = [p for p in pods if _ready(p) and _has_container(p, self.container)]
         if not ready:
             raise FatalError(
@@ -275,20 +291,31 @@ class ExecTransport:
         return self._pod
 
     def open(self, command: Sequence[str], *, stdin: bool) -> WebSocketLike:
-        ws: WebSocketLike = self._stream_fn()(
-            self.api.connect_get_namespaced_pod_exec,
-            self.pod(),
-            self.namespace,
-            container=self.container,
-            command=list(command),
-            stdin=stdin,
-            stdout=True,
-            stderr=True,
-            tty=False,
-            _preload_content=False,
-            binary=True,
-        )
+        pod = self.pod()
+        try:
+            ws: WebSocketLike = self._stream_fn()(
+                self.api.connect_get_namespaced_pod_exec,
+                pod,
+                self.namespace,
+                container=self.container,
+                command=list(command),
+                stdin=stdin,
+                stdout=True,
+                stderr=True,
+                tty=False,
+                _preload_content=False,
+                binary=True,
+            )
+        except Exception as e:  # noqa: BLE001 - the client wraps everything in ApiException
+            raise FatalError(
+                f"cannot exec into pod {self.namespace}/{pod} (container {self.container!r}): "
+                f"{_reason(e)}"
+            ) from None
         return ws
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.api.api_client.close()
 
     def run(
         self,
@@ -305,15 +332,34 @@ class ExecTransport:
 
         try:
             ws = self.open(wrapped_argv(pidfile, argv), stdin=stdin is not None)
-        except Exception:
+        except FatalError:
             # The pod may have been replaced since it was looked up.
             self.pod(refresh=True)
             ws = self.open(wrapped_argv(pidfile, argv), stdin=stdin is not None)
-        return drive(ws, argv=argv, stdin=stdin, log=log, cancel=cancel, stop=stop)
+        try:
+            return drive(ws, argv=argv, stdin=stdin, log=log, cancel=cancel, stop=stop)
+        except ExecFailed as e:
+            raise FatalError(
+                f"cannot exec into pod {self.namespace}/{self._pod} "
+                f"(container {self.container!r}): {_shorten(str(e))}"
+            ) from None
 
     def _stop(self, pidfile: str) -> None:
         ws = self.open(stopper_argv(pidfile), stdin=False)
         drive(ws, argv=("stop",), stdin=None, log=None, cancel=None, stop=lambda: None)
+
+
+def _shorten(message: str) -> str:
+    # The API server quotes the kubelet URL with the whole command as its
+    # query: noise in a one-line error.
+    return re.sub(r'\?[^"\s]*', "?…", message)
+
+
+def _reason(e: BaseException) -> str:
+    # ApiException from the websocket call carries the handshake's error as
+    # its reason ("Handshake status 500 … error dialing backend").
+    text = str(getattr(e, "reason", None) or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _ready(pod: Any) -> bool:

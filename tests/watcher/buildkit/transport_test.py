@@ -345,3 +345,48 @@ def test_build_through_the_exec_framing(
         transport.api.api_client.close()
     finally:
         next(gen, None)
+
+
+def test_exec_against_the_real_api_server(kube_api_client: Any) -> None:
+    """The pod lookup and the exec request against the real kube-apiserver of
+    the test environment: kwok makes the pod Ready, the API server accepts the
+    exec websocket (v5 channels, the real framing) but no kubelet serves exec,
+    so its Status on the error channel says it could not reach the node;
+    devreg reports which pod and container, without the kubelet URL's query."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_api_client)
+    namespace = f"devreg-bk-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    try:
+        pod = {
+            "metadata": {"name": "registry-abc", "labels": {"app": "registry"}},
+            "spec": {
+                "containers": [
+                    {"name": "registry", "image": "registry:2.8.1"},
+                    {"name": "buildkitd", "image": "moby/buildkit:master-rootless"},
+                ]
+            },
+        }
+        core.create_namespaced_pod(namespace, pod)
+        transport = ExecTransport(core, namespace=namespace, selector="app=registry")
+
+        def found() -> bool:
+            try:
+                return transport.pod(refresh=True) == "registry-abc"
+            except FatalError:
+                return False
+
+        wait_for(found, 60, "kwok to make the registry pod Ready")
+        with pytest.raises(
+            FatalError,
+            match=r"cannot exec into pod devreg-bk-\w+/registry-abc \(container 'buildkitd'\): "
+            r".*(error dialing backend|error sending request|connection refused)",
+        ) as info:
+            transport.run(("true",))
+        assert "command=" not in str(info.value)
+        missing = ExecTransport(core, namespace=namespace, selector="app=nothing")
+        with pytest.raises(FatalError, match="no Ready registry pod"):
+            missing.run(("true",))
+    finally:
+        core.delete_namespace(namespace)
