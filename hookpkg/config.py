@@ -141,10 +141,9 @@ def _parse(text: str, path: Path, display: str, out: Loaded) -> Source | None:
         root = Node({}, 1, 1, "tag:yaml.org,2002:map")
     if not root.is_map:
         out.diagnostics.append(
-            Diagnostic(
+            Diagnostic.at(
                 display,
-                root.line,
-                root.col,
+                root,
                 "error",
                 "",
                 f"a devspace config must be a mapping at the top level, got {root.kind_name()}",
@@ -199,10 +198,9 @@ def _follow_imports(source: Source, out: Loaded, seen: set[Path]) -> None:
         return
     if not imports.is_seq:
         out.diagnostics.append(
-            Diagnostic(
+            Diagnostic.at(
                 source.display,
-                imports.line,
-                imports.col,
+                imports,
                 "error",
                 "imports",
                 f"expected a list of imports, got {imports.kind_name()}",
@@ -219,10 +217,9 @@ def _follow_imports(source: Source, out: Loaded, seen: set[Path]) -> None:
         if path_node is None:
             if item.is_map and (item.get("git") is not None or item.get("url") is not None):
                 out.diagnostics.append(
-                    Diagnostic(
+                    Diagnostic.at(
                         source.display,
-                        item.line,
-                        item.col,
+                        item,
                         "note",
                         where,
                         "remote import not followed; its images and localRegistry are not checked",
@@ -236,10 +233,9 @@ def _follow_imports(source: Source, out: Loaded, seen: set[Path]) -> None:
         display = os.path.normpath(os.path.join(os.path.dirname(source.display), raw))
         if repo is not None and not target.is_relative_to(repo):
             out.diagnostics.append(
-                Diagnostic(
+                Diagnostic.at(
                     source.display,
-                    path_node.line,
-                    path_node.col,
+                    path_node,
                     "warning",
                     f"{where}.path",
                     f"import {raw!r} is outside the repository; not checked",
@@ -253,10 +249,9 @@ def _follow_imports(source: Source, out: Loaded, seen: set[Path]) -> None:
             text = read_text(target, display)
         except FatalError as e:
             out.diagnostics.append(
-                Diagnostic(
+                Diagnostic.at(
                     source.display,
-                    path_node.line,
-                    path_node.col,
+                    path_node,
                     "warning",
                     f"{where}.path",
                     f"import cannot be read ({e}); not checked",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 Severity = Literal["error", "warning", "note"]
 
@@ -18,6 +18,16 @@ class FatalError(RuntimeError):
         self.exit_code = exit_code
 
 
+class Positioned(Protocol):
+    """Anything with a 1-based line and column (a YAML node)."""
+
+    @property
+    def line(self) -> int: ...
+
+    @property
+    def col(self) -> int: ...
+
+
 class Diagnostic(NamedTuple):
     """One finding about one node of one file (1-based line and column)."""
 
@@ -27,6 +37,13 @@ class Diagnostic(NamedTuple):
     severity: Severity
     path: str
     message: str
+
+    @classmethod
+    def at(
+        cls, file: str, node: Positioned, severity: Severity, path: str, message: str
+    ) -> Diagnostic:
+        """A diagnostic pointing at ``node`` in ``file``."""
+        return cls(file, node.line, node.col, severity, path, message)
 
     def format(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}"

@@ -273,10 +273,9 @@ class _Engine:
                 files.append(p)
         if not files:
             self.notes.append(
-                Diagnostic(
+                Diagnostic.at(
                     src.display,
-                    entry.line,
-                    entry.col,
+                    entry,
                     "note",
                     where,
                     f"manifest {pattern!r} not found; its images are not previewed",
@@ -294,10 +293,9 @@ class _Engine:
             docs = yamlpos.load_all(path.read_text(encoding="utf-8"), display)
         except (OSError, UnicodeDecodeError, yamlpos.YamlError) as e:
             self.notes.append(
-                Diagnostic(
+                Diagnostic.at(
                     src.display,
-                    entry.line,
-                    entry.col,
+                    entry,
                     "note",
                     where,
                     f"manifest {display!r} cannot be read ({e}); its images are not previewed",

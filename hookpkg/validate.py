@@ -31,7 +31,7 @@ _DATA_KEYS = frozenset({"values", "vars", "valuesFiles", "patches", "env"})
 
 
 def _diag(src: Source, node: Node, severity: Severity, path: str, message: str) -> Diagnostic:
-    return Diagnostic(src.display, node.line, node.col, severity, path, message)
+    return Diagnostic.at(src.display, node, severity, path, message)
 
 
 def validate(loaded: Loaded) -> list[Diagnostic]:
