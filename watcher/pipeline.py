@@ -161,17 +161,22 @@ class Pipeline:
         *,
         routes: Mapping[str, Route],
         endpoint: Endpoint | None,
-        engine: Engine,
-        backend: BuildBackend,
+        engine: Engine | None,
+        backend: BuildBackend | None,
         state: StateDir,
         log: Log,
         kind: str = "kind",
+        in_cluster: BuildBackend | None = None,
     ) -> None:
         self.config = config
         self.routes = dict(routes)
         self.endpoint = endpoint
         self.engine = engine
         self.backend = backend
+        # ``localbuild: false``: images bound for the deployed registry are
+        # built by its buildkitd sidecar, which pushes them itself; no local
+        # engine is involved for them (SPEC §3, §6).
+        self.in_cluster = in_cluster
         self.state = state
         self.log = log
         self.kind = kind
@@ -219,9 +224,10 @@ class Pipeline:
         if route.path == "local-registry":
             assert self.endpoint is not None
             return registry_has(self.endpoint.push_host, route.repository, tag)
+        engine = self._engine()
         if route.path == "own-registry":
-            return self.engine.remote_has(reference)
-        if self.engine.image_id(reference) is None:
+            return engine.remote_has(reference)
+        if engine.image_id(reference) is None:
             return False
         if route.path == "kind-load":
             record = self.state.read_delivered().get(route.key, {})
@@ -253,10 +259,11 @@ class Pipeline:
                 self._publish_result(key, route, tag, content, is_current)
                 return Outcome(key, "up-to-date", tag, reference, time.monotonic() - started)
             built = False
-            if self.engine.image_id(reference) is None:
+            backend = self.backend_for(route)
+            if backend is self.in_cluster or self._engine().image_id(reference) is None:
                 log(f"building {reference}")
                 request = self._request(image, route, tag, index)
-                result = self.backend.build(request, log=log, cancel=cancel)
+                result = backend.build(request, log=log, cancel=cancel)
                 built = True
                 if result.pushed:
                     self._publish_result(key, route, tag, content, is_current)
@@ -286,6 +293,18 @@ class Pipeline:
             msg = f"{type(e).__name__}: {e}"
             return Outcome(key, "failed", tag, reference, time.monotonic() - started, msg)
 
+    def backend_for(self, route: Route) -> BuildBackend:
+        if self.in_cluster is not None and route.path == "local-registry":
+            return self.in_cluster
+        if self.backend is None:
+            raise FatalError(f"no build backend for image {route.key!r}")
+        return self.backend
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise FatalError("this image needs the local Docker engine, which is not connected")
+        return self.engine
+
     def _request(self, image: Image, route: Route, tag: str, index: Snapshot) -> BuildRequest:
         return BuildRequest(
             image=image,
@@ -304,7 +323,7 @@ class Pipeline:
     ) -> int:
         if route.path in ("local-registry", "own-registry"):
             log(f"pushing {reference}")
-            return self.engine.push(route.repository, tag, log=log, cancel=cancel)
+            return self._engine().push(route.repository, tag, log=log, cancel=cancel)
         if route.path == "kind-load":
             assert route.kind_cluster is not None
             log(f"kind load docker-image --name {route.kind_cluster} {reference}")

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hookpkg.config import Config, load_config
 from hookpkg.delivery import Cluster, classify_cluster
@@ -15,6 +16,9 @@ from watcher.backends import BuildBackend
 from watcher.local_build import DockerCli, Engine, LocalDockerBackend, find_buildkit_cli
 from watcher.pipeline import Endpoint, Pipeline, connect_registry, plan_routes, plan_words
 from watcher.state import StateDir
+
+if TYPE_CHECKING:  # imported when a build needs it: it brings the kubernetes client
+    from watcher.buildkit.backend import BuildkitBackend
 
 Log = Callable[[str], None]
 
@@ -53,6 +57,7 @@ class Session:
     engine: Engine | None = None
     cli: DockerCli | None = None
     backend: BuildBackend | None = None
+    in_cluster: BuildkitBackend | None = None
     endpoint: Endpoint | None = None
 
     def __post_init__(self) -> None:
@@ -62,7 +67,19 @@ class Session:
         words = plan_words(
             config, self.cluster, context=self.context, namespace=self.namespace, log=self.log
         )
-        if self.engine is None:
+        if any(w == "local-registry" for w in words.values()) and self.endpoint is None:
+            self.endpoint = connect_registry(
+                config,
+                context=self.context,
+                namespace=self.namespace,
+                timeout=self.timeout,
+                log=self.log,
+            )
+        in_cluster = self._in_cluster_backend(config)
+        needs_engine = any(
+            not (w == "local-registry" and in_cluster is not None) for w in words.values()
+        )
+        if needs_engine and self.engine is None:
             self.engine = Engine()
             self.engine.ping()
             self.cli = find_buildkit_cli()
@@ -72,16 +89,7 @@ class Session:
                 )
                 self.log(f"building with {self.cli.path} {self.cli.version}: {mode}")
             self.backend = LocalDockerBackend(self.engine, self.cli, log=self.log)
-        if any(w == "local-registry" for w in words.values()) and self.endpoint is None:
-            self.endpoint = connect_registry(
-                config,
-                context=self.context,
-                namespace=self.namespace,
-                timeout=self.timeout,
-                log=self.log,
-            )
         routes = plan_routes(config, words, self.cluster, self.endpoint)
-        assert self.backend is not None
         return Pipeline(
             config,
             routes=routes,
@@ -90,9 +98,33 @@ class Session:
             backend=self.backend,
             state=state,
             log=self.log,
+            in_cluster=in_cluster,
         )
 
+    def _in_cluster_backend(self, config: Config) -> BuildkitBackend | None:
+        """``localbuild: false`` builds in the ``buildkitd`` sidecar of the
+        registry devreg deployed. A KEP-1755 registry has no sidecar, so its
+        images are built by the local engine."""
+        lr = config.local_registry
+        deployed = getattr(self.endpoint, "source", None) == "deployed"
+        if lr.localbuild or not deployed:
+            return None
+        namespace = getattr(self.endpoint, "namespace", None) or lr.namespace or "default"
+        if self.in_cluster is None:
+            from watcher.buildkit.backend import from_context
+
+            self.in_cluster = from_context(
+                self.context, namespace=namespace, registry_name=lr.name, registry_port=lr.port
+            )
+            self.log(
+                f"building in the cluster: buildkitd of {namespace}/{lr.name} (localbuild: false)"
+            )
+        return self.in_cluster
+
     def close(self) -> None:
+        if self.in_cluster is not None:
+            self.in_cluster.close()
+            self.in_cluster = None
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None

@@ -27,7 +27,6 @@ from watcher.backends import BuildCancelled, BuildError, BuildRequest
 from watcher.buildkit.backend import BuildkitBackend, push_name, workdir_name
 from watcher.buildkit.transport import LocalTransport
 from watcher.contenttag import ContextIndex
-from watcher.local_build import Engine
 from watcher.pipeline import Pipeline, Route
 from watcher.state import StateDir
 
@@ -329,9 +328,10 @@ def test_pipeline_content_tag_and_skip_if_present(
     static_busybox: Path,
     tmp_path: Path,
 ) -> None:
-    """The pipeline around the backend: a content tag, one build that the
-    backend pushed itself (the pipeline pushes nothing), and no second build
-    for the same content."""
+    """The pipeline around the backend as ``localbuild: false`` wires it: no
+    local engine at all, a content tag, one build that the backend pushed
+    itself (the pipeline pushes nothing), and no second build for the same
+    content."""
     # A new file content each run: a new content tag in a fixed repository.
     ctx, dockerfile = project(
         tmp_path,
@@ -349,30 +349,27 @@ def test_pipeline_content_tag_and_skip_if_present(
     assert config is not None, diagnostics
     state = StateDir(tmp_path)
     state.ensure()
-    engine = Engine()
     lines, log = collect()
-    try:
-        pipeline = Pipeline(
-            config,
-            routes={"app": Route("app", "local-registry", f"{testenv.registry}/{path}")},
-            endpoint=LoopbackEndpoint(testenv.registry),
-            engine=engine,
-            backend=backend,
-            state=state,
-            log=log,
-        )
-        index = ContextIndex(ctx, dockerfile)
-        index.scan()
-        first = pipeline.run("app", index.snapshot(), cancel=threading.Event())
-        assert first.state == "built", first
-        assert first.tag is not None and first.tag in tags(testenv.registry, path)
-        assert not any(line.startswith("pushing ") for line in lines)  # the backend pushed
-        second = pipeline.run("app", index.snapshot(), cancel=threading.Event())
-        assert second.state == "up-to-date"
-        assert second.tag == first.tag
-        assert run_image(docker_client, f"{testenv.registry}/{path}:{first.tag}") == "pipeline"
-    finally:
-        engine.close()
+    pipeline = Pipeline(
+        config,
+        routes={"app": Route("app", "local-registry", f"{testenv.registry}/{path}")},
+        endpoint=LoopbackEndpoint(testenv.registry),
+        engine=None,  # localbuild: false needs no Docker engine
+        backend=None,
+        in_cluster=backend,
+        state=state,
+        log=log,
+    )
+    index = ContextIndex(ctx, dockerfile)
+    index.scan()
+    first = pipeline.run("app", index.snapshot(), cancel=threading.Event())
+    assert first.state == "built", first
+    assert first.tag is not None and first.tag in tags(testenv.registry, path)
+    assert not any(line.startswith("pushing ") for line in lines)  # the backend pushed
+    second = pipeline.run("app", index.snapshot(), cancel=threading.Event())
+    assert second.state == "up-to-date"
+    assert second.tag == first.tag
+    assert run_image(docker_client, f"{testenv.registry}/{path}:{first.tag}") == "pipeline"
 
 
 def test_same_second_same_size_edit_is_not_stale(
