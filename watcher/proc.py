@@ -89,12 +89,14 @@ def run(
     cancelled = threading.Event()
 
     def watch_cancel() -> None:
+        # Waits on ``finished`` and polls ``cancel``, so the join below returns
+        # at once when the command ends (waiting on ``cancel`` instead cost
+        # every command up to one poll interval).
         assert cancel is not None
-        while not finished.is_set():
-            if cancel.wait(_CANCEL_POLL):
-                if not finished.is_set():
-                    cancelled.set()
-                    _kill_group(proc, grace)
+        while not finished.wait(_CANCEL_POLL):
+            if cancel.is_set():
+                cancelled.set()
+                _kill_group(proc, grace)
                 return
 
     watcher: threading.Thread | None = None
