@@ -34,6 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 REPO = Path(__file__).resolve().parents[1]
+
+from tests.watcher.registries import wait_answering  # noqa: E402  (after sys.path)
+
 CONFIG = (
     "version: v2beta1\nlocalRegistry:\n  localbuild: true\nimages:\n  app:\n    image: org/app\n"
 )
@@ -48,24 +51,6 @@ def _time(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr}")
     return times
-
-
-def _wait_answering(port: int) -> None:
-    import http.client
-
-    deadline = time.monotonic() + 15
-    while True:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        try:
-            conn.request("GET", "/v2/")
-            conn.getresponse().read()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-        finally:
-            conn.close()
 
 
 def main() -> None:
@@ -104,7 +89,7 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            _wait_answering(node_port)
+            wait_answering("127.0.0.1", node_port)
             check = subprocess.run(up, env=env, capture_output=True, text=True, check=True)
             assert json.loads(check.stdout)["reach"] == "localhost", check.stdout
             _time(up, env, 2)  # warm: byte-code cache, page cache
