@@ -15,7 +15,7 @@ from hookpkg.config import (
     Loaded,
     Source,
     builder_of,
-    scalar_from_text,
+    resolved_field,
 )
 from hookpkg.errors import Diagnostic, Severity
 from hookpkg.reference import InvalidReference, parse_reference
@@ -45,17 +45,10 @@ def validate(loaded: Loaded) -> list[Diagnostic]:
         out.extend(_local_registry(src, node, loaded, "localRegistry"))
         enabled_node = node.get("enabled") if node.is_map else None
         if enabled_node is not None:
-            value, complete = _resolved(enabled_node, loaded)
+            value, complete = resolved_field(enabled_node, loaded)
             enabled = value if complete and isinstance(value, bool) else None
     out.extend(_images(loaded, enabled))
     return out
-
-
-def _resolved(node: Node, loaded: Loaded) -> tuple[object, bool]:
-    if isinstance(node.value, str) and has_expression(node.value):
-        res = loaded.vars.resolve(node.value)
-        return (scalar_from_text(res.value), True) if res.complete else (node.value, False)
-    return node.value, True
 
 
 def _local_registry(src: Source, node: Node, loaded: Loaded, path: str) -> Iterator[Diagnostic]:
@@ -106,7 +99,7 @@ def _resolved_values(src: Source, node: Node, loaded: Loaded, path: str) -> Iter
     for keys, child in fields:
         if not (isinstance(child.value, str) and has_expression(child.value)):
             continue
-        value, complete = _resolved(child, loaded)
+        value, complete = resolved_field(child, loaded)
         if not complete:
             continue
         try:
@@ -129,7 +122,7 @@ def _references(src: Source, node: Node, loaded: Loaded, path: str) -> Iterator[
         child = node.get(key)
         if child is None or not isinstance(child.value, str) or not child.value:
             continue
-        value, complete = _resolved(child, loaded)
+        value, complete = resolved_field(child, loaded)
         if not complete or not isinstance(value, str):
             continue
         try:
@@ -213,7 +206,7 @@ def _images(loaded: Loaded, enabled: bool | None) -> Iterator[Diagnostic]:
                 f"expected an image reference, got {image.kind_name()}",
             )
             continue
-        value, complete = _resolved(image, loaded)
+        value, complete = resolved_field(image, loaded)
         if not complete or not isinstance(value, str):
             continue
         try:
