@@ -1,0 +1,262 @@
+"""devreg's real test environment: Docker Engine, a registry, a Kubernetes control plane.
+
+    scripts/testenv up [PART...]   start what is not running (idempotent), print exports
+    scripts/testenv env            print the exports of the running environment
+    scripts/testenv down           stop every process that `up` started
+    scripts/testenv status         which part runs, each process's memory (stderr); exit 1 if down
+    scripts/testenv build          build (or find cached) the Kubernetes binaries only
+
+PARTs: docker, images, registry, kube (default: all four, in that order).
+
+Only `export NAME=value` lines go to stdout, so `eval "$(scripts/testenv up)"` works;
+progress and errors go to stderr.  Python 3.11 standard library only: this runs before
+`pip install -e .`.  See docs/testenv.md.
+
+Environment knobs:
+    DEVREG_TESTENV_DIR      state dir (pids, ports, certs, logs, data); /tmp/devreg-testenv
+    DEVREG_TESTENV_CACHE    built binaries, by version; ~/.cache/devreg-testenv
+    DEVREG_TESTENV_GO       the go command; `go` on PATH, else /usr/local/go/bin/go
+    DEVREG_TESTENV_K8S_VERSION, DEVREG_TESTENV_ETCD_VERSION, DEVREG_TESTENV_KWOK_VERSION
+    DEVREG_TESTENV_REGISTRY_PORT, DEVREG_TESTENV_APISERVER_PORT   fixed ports (else free ones,
+                            chosen once and kept in the state dir)
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    K8S_VERSION,
+    STATE,
+    PartError,
+    http_status_safe,
+    load_state,
+    locked,
+    log,
+    proc_alive,
+    save_state,
+    stop_process,
+)
+from .controlplane import KUBE_PROCESSES, Kube, https_ok, up_kube
+from .docker import DOCKER, DOCKER_HOST, DOCKER_SOCK, docker_answers, up_docker
+from .gobuild import build_all
+from .images import BASE_IMAGE, REGISTRY_IMAGE, image_label, up_images
+from .pki import CONTEXT, LIMITED_CONTEXT, LIMITED_NAMESPACE
+from .provisioner import provisioner_loop
+from .registry import REGISTRY_BIN, up_registry
+
+PARTS = ("docker", "images", "registry", "kube")
+# Start order; `down` stops in reverse.
+PROCESSES = (
+    "dockerd",
+    "registry",
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "provisioner",
+)
+
+
+# ---------------------------------------------------------------------------------------
+# up / env / down / status
+
+
+def exports(state: dict[str, Any]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = [("DEVREG_TESTENV_DIR", str(STATE))]
+    parts = state["parts"]
+    if "docker" in parts:
+        out += [("DOCKER_HOST", DOCKER_HOST), ("DEVREG_TEST_DOCKER_CLI", DOCKER)]
+    if "images" in parts:
+        out += [
+            ("DEVREG_TEST_BASE_IMAGE", BASE_IMAGE),
+            ("DEVREG_TEST_REGISTRY_IMAGE", REGISTRY_IMAGE),
+        ]
+    if "registry" in parts:
+        out += [
+            ("DEVREG_TEST_REGISTRY", f"127.0.0.1:{state['ports']['registry']}"),
+            ("DEVREG_TEST_REGISTRY_BIN", REGISTRY_BIN),
+        ]
+    if "kube" in parts:
+        out += [
+            ("KUBECONFIG", str(STATE / "kubeconfig")),
+            ("DEVREG_TEST_KUBE_CONTEXT", CONTEXT),
+            ("DEVREG_TEST_KUBE_LIMITED_CONTEXT", LIMITED_CONTEXT),
+            ("DEVREG_TEST_KUBE_LIMITED_NAMESPACE", LIMITED_NAMESPACE),
+            ("DEVREG_TEST_KUBE_VERSION", K8S_VERSION),
+        ]
+    return out
+
+
+def print_exports(state: dict[str, Any]) -> None:
+    for name, value in exports(state):
+        print(f"export {name}={shlex.quote(value)}")
+    sys.stdout.flush()
+
+
+def part_problems(state: dict[str, Any], part: str) -> list[str]:
+    """Why ``part`` is not running (empty when it is)."""
+    problems = []
+    if part == "docker" and not docker_answers():
+        problems.append(f"the Docker Engine does not answer on {DOCKER_SOCK}")
+    if part == "images":
+        for image in (BASE_IMAGE, REGISTRY_IMAGE):
+            if image_label(image, "devreg.testenv.hash") is None:
+                problems.append(f"image {image} is missing")
+    if part == "registry":
+        port = state["ports"].get("registry")
+        if not proc_alive(state, "registry"):
+            problems.append("the registry process is not running")
+        elif http_status_safe(f"http://127.0.0.1:{port}/v2/") != 200:
+            problems.append(f"the registry does not answer on 127.0.0.1:{port}")
+    if part == "kube":
+        for name in KUBE_PROCESSES:
+            if not proc_alive(state, name):
+                problems.append(f"{name} is not running")
+        if not problems:
+            kube = Kube(int(state["ports"]["kube-apiserver"]))
+            if not https_ok(f"{kube.base}/readyz", kube):
+                problems.append("the API server is not ready")
+    return problems
+
+
+def cmd_up(parts: list[str]) -> int:
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        log(f"unknown part(s) {', '.join(unknown)}; parts: {', '.join(PARTS)}")
+        return 2
+    wanted = [p for p in PARTS if p in (parts or PARTS)]
+    if "images" in wanted and "docker" not in wanted:
+        wanted.insert(0, "docker")
+    STATE.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    state = load_state()
+    steps = {"docker": up_docker, "images": up_images, "registry": up_registry, "kube": up_kube}
+    for part in wanted:
+        t = time.monotonic()
+        steps[part](state)
+        if part not in state["parts"]:
+            state["parts"].append(part)
+        save_state(state)
+        log(f"{part}: up ({time.monotonic() - t:.1f}s)")
+    log(f"up in {time.monotonic() - t0:.1f}s; state in {STATE}")
+    print_exports(state)
+    return 0
+
+
+def cmd_env() -> int:
+    state = load_state()
+    if not state["parts"]:
+        log(f"no environment in {STATE}; run: scripts/testenv up")
+        return 1
+    problems = [f"{part}: {p}" for part in state["parts"] for p in part_problems(state, part)]
+    if problems:
+        for p in problems:
+            log(p)
+        log("the environment is not (fully) running; run: scripts/testenv up")
+        return 1
+    print_exports(state)
+    return 0
+
+
+def cmd_status() -> int:
+    state = load_state()
+    rc = 0
+    for part in PARTS:
+        if part not in state["parts"]:
+            log(f"{part}: not started here")
+            continue
+        problems = part_problems(state, part)
+        log(f"{part}: {'running' if not problems else '; '.join(problems)}")
+        rc = rc or (1 if problems else 0)
+    total = 0
+    for name, rec in state["procs"].items():
+        if proc_alive(state, name):
+            kib = rss_kib(int(rec["pid"]))
+            total += kib
+            log(f"  {name}: pid {rec['pid']}, RSS {kib / 1024:.0f} MiB (with its children)")
+        else:
+            log(f"  {name}: pid {rec['pid']} gone")
+    if total:
+        log(f"  memory: {total / 1024:.0f} MiB RSS in all")
+    return rc if state["parts"] else 1
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process and its children (dockerd's containerd), in KiB."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def cmd_down(purge: bool) -> int:
+    state = load_state()
+    for name in reversed(PROCESSES):
+        if name == "dockerd" and not state.get("owned_dockerd"):
+            continue
+        stop_process(state, name, timeout=60 if name == "dockerd" else 20)
+    for name in list(state["procs"]):
+        stop_process(state, name)
+    state["parts"] = []
+    state["owned_dockerd"] = False
+    save_state(state)
+    if purge:
+        log(f"removing {STATE}")
+        shutil.rmtree(STATE, ignore_errors=True)
+    log("down")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# CLI
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__, file=sys.stderr)
+        return 0 if argv else 2
+    cmd, args = argv[0], argv[1:]
+    try:
+        if cmd == "build":
+            build_all()
+            return 0
+        if cmd == "up":
+            with locked(STATE / ".lock", "`scripts/testenv up` or `down`"):
+                return cmd_up(args)
+        if cmd == "env":
+            return cmd_env()
+        if cmd == "status":
+            return cmd_status()
+        if cmd == "down":
+            with locked(STATE / ".lock", "`scripts/testenv up` or `down`"):
+                return cmd_down(purge="--purge" in args)
+        if cmd == "_provisioner":
+            return provisioner_loop()
+        log(f"unknown command {cmd!r}")
+        print(__doc__, file=sys.stderr)
+        return 2
+    except PartError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
