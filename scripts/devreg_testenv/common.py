@@ -291,7 +291,9 @@ def proc_alive(state: dict[str, Any], name: str) -> bool:
     if not rec:
         return False
     cmd = proc_cmdline(int(rec["pid"]))
-    return bool(cmd) and cmd[: len(rec["match"])] == rec["match"]
+    if not cmd:
+        return False
+    return bool(cmd[: len(rec["match"])] == rec["match"])
 
 
 def start_process(

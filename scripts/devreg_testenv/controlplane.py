@@ -3,6 +3,7 @@ PersistentVolume provisioner loop; the bootstrap objects (RBAC, StorageClass, no
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
 import sys
@@ -113,7 +114,7 @@ def https_ok(url: str, kube: Kube | None = None, insecure: bool = False) -> bool
         ctx = kube.ctx
     try:
         with urllib.request.urlopen(url, timeout=3, context=ctx) as resp:  # noqa: S310
-            return resp.status == 200
+            return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
 
@@ -438,9 +439,9 @@ def up_kube(state: dict[str, Any]) -> None:
             name,
             argv,
             f"GET {healthz} = ok",
-            lambda h=healthz: https_ok(h, insecure=True),
+            functools.partial(https_ok, healthz, insecure=True),
             90,
-        )  # type: ignore[misc]
+        )
 
     alive = proc_alive(state, "kwok")
     kwok_port = port_for(state, "kwok", running=alive)
@@ -490,8 +491,8 @@ def up_kube(state: dict[str, Any]) -> None:
         wait_for(
             "kube (kwok)",
             f"node {name} Ready",
-            lambda n=name: node_ready(kube, n),
-            60,  # type: ignore[misc]
+            functools.partial(node_ready, kube, name),
+            60,
             alive=lambda: proc_alive(state, "kwok"),
             log_path=STATE / "logs" / "kwok.log",
         )
