@@ -30,11 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import controlplane, docker, images, registry
 from .common import (
-    K8S_VERSION,
     STATE,
+    Part,
     PartError,
-    http_status_safe,
     load_state,
     locked,
     log,
@@ -42,26 +42,18 @@ from .common import (
     save_state,
     stop_process,
 )
-from .controlplane import KUBE_PROCESSES, Kube, https_ok, up_kube
-from .docker import DOCKER, DOCKER_HOST, DOCKER_SOCK, docker_answers, up_docker
 from .gobuild import build_all
-from .images import BASE_IMAGE, REGISTRY_IMAGE, image_label, up_images
-from .pki import CONTEXT, LIMITED_CONTEXT, LIMITED_NAMESPACE
 from .provisioner import provisioner_loop
-from .registry import REGISTRY_BIN, up_registry
 
-PARTS = ("docker", "images", "registry", "kube")
-# Start order; `down` stops in reverse.
-PROCESSES = (
-    "dockerd",
-    "registry",
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kwok",
-    "provisioner",
-)
+# The parts, in start order: `up` without PARTs brings up all of them, `down` stops
+# their processes in reverse.  A new part is a module with a Part and one line here.
+PARTS: dict[str, Part] = {
+    "docker": docker.PART,
+    "images": images.PART,
+    "registry": registry.PART,
+    "kube": controlplane.PART,
+}
+PROCESSES = tuple(name for part in PARTS.values() for name in part.processes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -70,27 +62,9 @@ PROCESSES = (
 
 def exports(state: dict[str, Any]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = [("DEVREG_TESTENV_DIR", str(STATE))]
-    parts = state["parts"]
-    if "docker" in parts:
-        out += [("DOCKER_HOST", DOCKER_HOST), ("DEVREG_TEST_DOCKER_CLI", DOCKER)]
-    if "images" in parts:
-        out += [
-            ("DEVREG_TEST_BASE_IMAGE", BASE_IMAGE),
-            ("DEVREG_TEST_REGISTRY_IMAGE", REGISTRY_IMAGE),
-        ]
-    if "registry" in parts:
-        out += [
-            ("DEVREG_TEST_REGISTRY", f"127.0.0.1:{state['ports']['registry']}"),
-            ("DEVREG_TEST_REGISTRY_BIN", REGISTRY_BIN),
-        ]
-    if "kube" in parts:
-        out += [
-            ("KUBECONFIG", str(STATE / "kubeconfig")),
-            ("DEVREG_TEST_KUBE_CONTEXT", CONTEXT),
-            ("DEVREG_TEST_KUBE_LIMITED_CONTEXT", LIMITED_CONTEXT),
-            ("DEVREG_TEST_KUBE_LIMITED_NAMESPACE", LIMITED_NAMESPACE),
-            ("DEVREG_TEST_KUBE_VERSION", K8S_VERSION),
-        ]
+    for name, part in PARTS.items():
+        if name in state["parts"]:
+            out += part.exports(state)
     return out
 
 
@@ -102,28 +76,19 @@ def print_exports(state: dict[str, Any]) -> None:
 
 def part_problems(state: dict[str, Any], part: str) -> list[str]:
     """Why ``part`` is not running (empty when it is)."""
-    problems = []
-    if part == "docker" and not docker_answers():
-        problems.append(f"the Docker Engine does not answer on {DOCKER_SOCK}")
-    if part == "images":
-        for image in (BASE_IMAGE, REGISTRY_IMAGE):
-            if image_label(image, "devreg.testenv.hash") is None:
-                problems.append(f"image {image} is missing")
-    if part == "registry":
-        port = state["ports"].get("registry")
-        if not proc_alive(state, "registry"):
-            problems.append("the registry process is not running")
-        elif http_status_safe(f"http://127.0.0.1:{port}/v2/") != 200:
-            problems.append(f"the registry does not answer on 127.0.0.1:{port}")
-    if part == "kube":
-        for name in KUBE_PROCESSES:
-            if not proc_alive(state, name):
-                problems.append(f"{name} is not running")
-        if not problems:
-            kube = Kube(int(state["ports"]["kube-apiserver"]))
-            if not https_ok(f"{kube.base}/readyz", kube):
-                problems.append("the API server is not ready")
-    return problems
+    return PARTS[part].problems(state) if part in PARTS else []
+
+
+def with_needs(parts: list[str]) -> list[str]:
+    """``parts`` and the parts they need, in PARTS order."""
+    wanted = set(parts)
+    todo = list(parts)
+    while todo:
+        for need in PARTS[todo.pop()].needs:
+            if need not in wanted:
+                wanted.add(need)
+                todo.append(need)
+    return [p for p in PARTS if p in wanted]
 
 
 def cmd_up(parts: list[str]) -> int:
@@ -131,16 +96,13 @@ def cmd_up(parts: list[str]) -> int:
     if unknown:
         log(f"unknown part(s) {', '.join(unknown)}; parts: {', '.join(PARTS)}")
         return 2
-    wanted = [p for p in PARTS if p in (parts or PARTS)]
-    if "images" in wanted and "docker" not in wanted:
-        wanted.insert(0, "docker")
+    wanted = with_needs(parts or list(PARTS))
     STATE.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     state = load_state()
-    steps = {"docker": up_docker, "images": up_images, "registry": up_registry, "kube": up_kube}
     for part in wanted:
         t = time.monotonic()
-        steps[part](state)
+        PARTS[part].up(state)
         if part not in state["parts"]:
             state["parts"].append(part)
         save_state(state)

@@ -4,6 +4,7 @@ processes, locks, Debian packages; the versions and the state and cache location
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import json
@@ -204,6 +205,26 @@ def wait_for(
                 log_path,
             )
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------
+# Parts
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One part of the environment, as the command line drives it (an entry of cli.PARTS)."""
+
+    up: Callable[[dict[str, Any]], None]
+    """Bring it up: start what does not answer, leave what runs (idempotent)."""
+    problems: Callable[[dict[str, Any]], list[str]]
+    """Why it is not running (empty when it is), for `env` and `status`."""
+    exports: Callable[[dict[str, Any]], list[tuple[str, str]]]
+    """Its `export NAME=value` pairs, once it is up."""
+    processes: tuple[str, ...] = ()
+    """The processes it starts, in start order (`down` stops them in reverse)."""
+    needs: tuple[str, ...] = ()
+    """Parts that `up` brings up with it; they come before it in cli.PARTS."""
 
 
 # ---------------------------------------------------------------------------------------

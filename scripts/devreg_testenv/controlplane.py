@@ -17,6 +17,7 @@ from .common import (
     K8S_VERSION,
     LAUNCHER,
     STATE,
+    Part,
     PartError,
     http_status_safe,
     log,
@@ -29,7 +30,15 @@ from .common import (
     wait_for,
 )
 from .gobuild import build_all, etcd_bin, k8s_bin_dir, kwok_bin
-from .pki import LIMITED_NAMESPACE, LIMITED_USER, make_certs, pki, write_kubeconfigs
+from .pki import (
+    CONTEXT,
+    LIMITED_CONTEXT,
+    LIMITED_NAMESPACE,
+    LIMITED_USER,
+    make_certs,
+    pki,
+    write_kubeconfigs,
+)
 
 NODE_NAMES = ("devreg-node-0", "devreg-node-1")
 STORAGE_CLASS = "devreg-standard"
@@ -511,3 +520,28 @@ def etcd_healthy_safe(check: Callable[[], bool]) -> bool:
         return check()
     except (OSError, ValueError):
         return False
+
+
+def kube_problems(state: dict[str, Any]) -> list[str]:
+    problems = []
+    for name in KUBE_PROCESSES:
+        if not proc_alive(state, name):
+            problems.append(f"{name} is not running")
+    if not problems:
+        kube = Kube(int(state["ports"]["kube-apiserver"]))
+        if not https_ok(f"{kube.base}/readyz", kube):
+            problems.append("the API server is not ready")
+    return problems
+
+
+def kube_exports(state: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("KUBECONFIG", str(STATE / "kubeconfig")),
+        ("DEVREG_TEST_KUBE_CONTEXT", CONTEXT),
+        ("DEVREG_TEST_KUBE_LIMITED_CONTEXT", LIMITED_CONTEXT),
+        ("DEVREG_TEST_KUBE_LIMITED_NAMESPACE", LIMITED_NAMESPACE),
+        ("DEVREG_TEST_KUBE_VERSION", K8S_VERSION),
+    ]
+
+
+PART = Part(up_kube, kube_problems, kube_exports, processes=KUBE_PROCESSES)

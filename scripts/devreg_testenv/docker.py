@@ -10,6 +10,7 @@ from typing import Any
 
 from .common import (
     STATE,
+    Part,
     apt_install,
     log,
     proc_alive,
@@ -84,3 +85,17 @@ def up_docker(state: dict[str, Any]) -> None:
         env={"DOCKER_HOST": DOCKER_HOST},
         timeout=60,
     )
+
+
+def docker_problems(state: dict[str, Any]) -> list[str]:
+    problems = []
+    if not docker_answers():
+        problems.append(f"the Docker Engine does not answer on {DOCKER_SOCK}")
+    return problems
+
+
+def docker_exports(state: dict[str, Any]) -> list[tuple[str, str]]:
+    return [("DOCKER_HOST", DOCKER_HOST), ("DEVREG_TEST_DOCKER_CLI", DOCKER)]
+
+
+PART = Part(up_docker, docker_problems, docker_exports, processes=("dockerd",))

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .common import STATE, PartError, apt_install, log, run
+from .common import STATE, Part, PartError, apt_install, log, run
 from .docker import DOCKER, DOCKER_HOST, docker_api
 from .registry import REGISTRY_BIN
 
@@ -153,3 +153,22 @@ def up_images(state: dict[str, Any]) -> None:
     file_digest(h, ctx / "Dockerfile")
     h.update(REGISTRY_IMAGE_CONFIG.encode())
     build_image(part, REGISTRY_IMAGE, ctx, h.hexdigest())
+
+
+def images_problems(state: dict[str, Any]) -> list[str]:
+    problems = []
+    for image in (BASE_IMAGE, REGISTRY_IMAGE):
+        if image_label(image, "devreg.testenv.hash") is None:
+            problems.append(f"image {image} is missing")
+    return problems
+
+
+def images_exports(state: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("DEVREG_TEST_BASE_IMAGE", BASE_IMAGE),
+        ("DEVREG_TEST_REGISTRY_IMAGE", REGISTRY_IMAGE),
+    ]
+
+
+# The images are built by the engine of part `docker`.
+PART = Part(up_images, images_problems, images_exports, needs=("docker",))

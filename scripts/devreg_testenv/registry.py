@@ -7,8 +7,10 @@ from typing import Any
 
 from .common import (
     STATE,
+    Part,
     apt_install,
     http_status,
+    http_status_safe,
     log,
     port_for,
     proc_alive,
@@ -53,3 +55,23 @@ def up_registry(state: dict[str, Any]) -> None:
         command=argv,
         log_path=STATE / "logs" / "registry.log",
     )
+
+
+def registry_problems(state: dict[str, Any]) -> list[str]:
+    problems = []
+    port = state["ports"].get("registry")
+    if not proc_alive(state, "registry"):
+        problems.append("the registry process is not running")
+    elif http_status_safe(f"http://127.0.0.1:{port}/v2/") != 200:
+        problems.append(f"the registry does not answer on 127.0.0.1:{port}")
+    return problems
+
+
+def registry_exports(state: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("DEVREG_TEST_REGISTRY", f"127.0.0.1:{state['ports']['registry']}"),
+        ("DEVREG_TEST_REGISTRY_BIN", REGISTRY_BIN),
+    ]
+
+
+PART = Part(up_registry, registry_problems, registry_exports, processes=("registry",))
