@@ -12,8 +12,12 @@ require_reach=True) -> RegistryEndpoint``
     alive until ``endpoint.close()``. ``endpoint.host`` is what images are
     named with and nodes pull (``localhost:31234``); ``endpoint.push_host``
     is where this machine pushes (the same, or ``127.0.0.1:31234`` of the
-    forward). With ``require_reach=False`` an unreachable registry is
-    reported in ``endpoint.reach_error`` instead of raised.
+    forward). Both ways are tried again every 0.15 s until ``GET /v2/``
+    answers or ``timeout`` (counted from the start, readiness included) has
+    passed; then :class:`RegistryUnreachable` (a ``FatalError``) names every
+    address tried, its last error, and what to check. With
+    ``require_reach=False`` each way is tried once, without waiting, and an
+    unreachable registry is reported in ``endpoint.reach_error`` instead.
 
 ``plan_delivery(config, cluster, *, context, namespace=None, checker=None,
 log=...) -> DeliveryPlan``
@@ -40,7 +44,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -170,52 +174,207 @@ class RegistryEndpoint:
         }
 
 
-def _forward(
-    endpoint: RegistryEndpoint, kube: Kube, deployed: deploy.Deployed, *, timeout: float, log: Log
-) -> None:
-    """Start the port-forward and check that the registry answers through it."""
-    from watcher.portforward import Forwarder, OpenError, PodPortOpener
+# --- reaching it ------------------------------------------------------------------------------
 
-    def find_pod() -> str | None:
-        pod = deploy.current_pod(kube, deployed.namespace, deployed.name, deployed.workload_kind)
+# Between rounds of tries. Short, so that a registry that answers at once
+# costs nothing and one that answers a moment later (kube-proxy programming
+# the node port just after the pod turned Ready) is used within ~0.15 s.
+REACH_INTERVAL = 0.15
+MIN_PROBE_TIMEOUT = 0.5  # a try made at or past the deadline still gets this long
+
+
+@dataclass
+class Way:
+    """One way this machine may reach the registry: ``attempt(timeout)`` is
+    None when ``GET /v2/`` answers that way, else why not, in words that name
+    the way (``localhost:31234: connection refused``)."""
+
+    name: str
+    attempt: Callable[[float], str | None]
+    last_error: str | None = None
+    tries: int = 0
+
+
+def first_answering(
+    ways: Sequence[Way],
+    *,
+    deadline: float,
+    interval: float = REACH_INTERVAL,
+    rounds: int | None = None,
+) -> Way | None:
+    """Try each way in order, round after round every ``interval`` seconds,
+    until one answers (returned) or ``deadline`` (``time.monotonic()``) has
+    passed or ``rounds`` rounds were made (None; each way keeps its
+    ``last_error``). Every way is tried at least once, even when the
+    deadline has already passed."""
+    done = 0
+    while True:
+        for way in ways:
+            remaining = deadline - time.monotonic()
+            timeout = min(PROBE_TIMEOUT, max(remaining, MIN_PROBE_TIMEOUT))
+            way.tries += 1
+            error = way.attempt(timeout)
+            if error is None:
+                way.last_error = None
+                return way
+            way.last_error = error
+        done += 1
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or done == rounds:
+            return None
+        time.sleep(min(interval, remaining))
+
+
+def _probe(hostport: str) -> Way:
+    def attempt(timeout: float) -> str | None:
+        error = answers_v2(hostport, timeout=timeout)
+        return None if error is None else f"{hostport}: {error}"
+
+    return Way(hostport, attempt)
+
+
+class _PortForward:
+    """The way through a port-forward from ``127.0.0.1:<nodePort>`` to the
+    registry pod. Each try opens one stream (a forward that cannot work says
+    why at once), then starts the forwarder and asks ``/v2/`` through it; a
+    forwarder that does not answer is closed again, so that the next try of
+    ``localhost:<nodePort>`` does not reach this forward instead of the node."""
+
+    def __init__(
+        self, endpoint: RegistryEndpoint, kube: Kube, deployed: deploy.Deployed, log: Log
+    ) -> None:
+        self.endpoint = endpoint
+        self.kube = kube
+        self.deployed = deployed
+        self.log = log
+        self.opener: PodPortOpener | None = None
+        self.forwarder: Forwarder | None = None
+        self._probing = True  # the forwarder's own retries are not news then
+
+    def way(self) -> Way:
+        return Way(f"port-forward 127.0.0.1:{self.deployed.node_port}", self.attempt)
+
+    def _find_pod(self) -> str | None:
+        d = self.deployed
+        pod = deploy.current_pod(self.kube, d.namespace, d.name, d.workload_kind)
         if pod is None or not pod.ready:
             return None
-        endpoint.pod = pod.name
+        self.endpoint.pod = pod.name
         return pod.name
 
-    try:
-        opener = PodPortOpener(
-            context=kube.context,
-            namespace=deployed.namespace,
-            find_pod=find_pod,
-            port=deployed.port,
+    def _log(self, line: str) -> None:
+        if not self._probing:
+            self.log(line)
+
+    def attempt(self, timeout: float) -> str | None:
+        from watcher.portforward import Forwarder, OpenError, PodPortOpener
+
+        d = self.deployed
+        if self.opener is None:
+            try:
+                self.opener = PodPortOpener(
+                    context=self.kube.context,
+                    namespace=d.namespace,
+                    find_pod=self._find_pod,
+                    port=d.port,
+                )
+            except Exception as e:  # the official client's kubeconfig loader: its own types
+                return f"port-forward: {e}"
+        try:
+            first = self.opener()
+        except OpenError as e:
+            return str(e)
+        first.sock.close()
+        first.release()
+        # connect_timeout 0 while probing: one open per connection, the
+        # rounds of first_answering do the retrying.
+        forwarder = Forwarder(d.node_port, self.opener, log=self._log, connect_timeout=0)
+        forwarder.start()
+        error = answers_v2(f"127.0.0.1:{d.node_port}", timeout=timeout)
+        if error is None:
+            self.forwarder = forwarder
+            self._probing = False
+            forwarder.connect_timeout = 15.0
+            return None
+        why = forwarder.last_error or error
+        forwarder.close()
+        return f"through a port-forward 127.0.0.1:{d.node_port}: {why}"
+
+    def close(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.close()
+            self.forwarder = None
+        if self.opener is not None:
+            self.opener.close()
+            self.opener = None
+
+
+class RegistryUnreachable(FatalError):
+    """The registry runs (or is published) but never answered ``GET /v2/``
+    from this machine before the deadline."""
+
+
+def _unreachable(
+    endpoint: RegistryEndpoint, ways: Sequence[Way], waited: float, *, pod_port: int | None = None
+) -> FatalError:
+    if endpoint.source == "kep-1755":
+        what = f"the registry {endpoint.host} that the cluster publishes (KEP-1755)"
+        checks = [
+            f"that this registry runs and listens on {endpoint.host} (on kind, k3d or "
+            "minikube: the registry container their set-up started)",
+        ]
+        if endpoint.kep1755 and endpoint.kep1755.help:
+            checks.append(f"the cluster's help for it: {endpoint.kep1755.help}")
+    else:
+        pod = f"pod {endpoint.namespace}/{endpoint.pod}" if endpoint.pod else "its pod"
+        what = (
+            f"the registry {endpoint.host} ({endpoint.workload_kind} "
+            f"{endpoint.namespace}/{endpoint.name}, {pod} Ready)"
         )
-    except Exception as e:  # the official client's kubeconfig loader: its own error types
-        endpoint.reach, endpoint.reach_error = "unreachable", f"port-forward: {e}"
-        return
-    endpoint._opener = opener
-    # One stream first: a forward that cannot work says why at once instead
-    # of after the probe's timeout.
-    try:
-        first = opener()
-    except OpenError as e:
-        endpoint.reach, endpoint.reach_error = "unreachable", str(e)
-        return
-    first.sock.close()
-    first.release()
-    forwarder = Forwarder(deployed.node_port, opener, log=log, connect_timeout=timeout)
-    forwarder.start()
-    endpoint._forwarder = forwarder
-    error = answers_v2(f"127.0.0.1:{deployed.node_port}", timeout=max(timeout, PROBE_TIMEOUT))
-    if error is None:
-        endpoint.reach, endpoint.push_host = "port-forward", f"127.0.0.1:{deployed.node_port}"
+        checks = [
+            f"that node port {endpoint.node_port} is served on this machine (kube-proxy on a "
+            "local node, a kind port mapping, minikube or Docker Desktop); a remote cluster "
+            "uses the port-forward instead",
+            "that the API server can reach the node's kubelet for the port-forward (`kubectl "
+            f"port-forward -n {endpoint.namespace} deploy/{endpoint.name} "
+            f"{endpoint.node_port}:{pod_port or '<port>'}` fails the same way if not)",
+            f"the registry's log: `kubectl logs -n {endpoint.namespace} "
+            f"deploy/{endpoint.name} -c registry`",
+        ]
+        if endpoint.workload_kind == "StatefulSet":
+            checks = [c.replace(" deploy/", " statefulset/") for c in checks]
+    checks.append("a longer --timeout when the cluster is still starting")
+    lines = [f"{what} does not answer GET /v2/ from this machine (tried for {waited:.0f} s):"]
+    lines += [f"  {way.last_error} (tried {way.tries}x)" for way in ways]
+    lines.append("check:")
+    lines += [f"  - {c}" for c in checks]
+    return RegistryUnreachable("\n".join(lines))
+
+
+def _reach(
+    endpoint: RegistryEndpoint,
+    ways: Sequence[Way],
+    *,
+    deadline: float,
+    wait: bool,
+    log: Log,
+) -> Way | None:
+    """Try ``ways`` until one answers; only once each unless ``wait``."""
+    first_round = time.monotonic()
+    found = first_answering(ways, deadline=deadline, rounds=1)
+    if found is None and wait and time.monotonic() < deadline:
+        tried = " or ".join(w.name for w in ways)
         log(
-            f"localhost:{deployed.node_port} does not answer here; forwarding "
-            f"127.0.0.1:{deployed.node_port} to the registry pod"
+            f"waiting for {tried} to answer GET /v2/ "
+            f"(up to {deadline - time.monotonic():.0f} s more)"
         )
-        return
-    endpoint.reach = "unreachable"
-    endpoint.reach_error = f"through a port-forward: {forwarder.last_error or error}"
+        found = first_answering(ways, deadline=deadline)
+        if found is not None:
+            log(f"{found.name} answers after {time.monotonic() - first_round:.1f} s")
+    if found is None:
+        endpoint.reach = "unreachable"
+        endpoint.reach_error = "; ".join(w.last_error or w.name for w in ways)
+    return found
 
 
 def ensure_registry(
@@ -233,17 +392,18 @@ def ensure_registry(
     # API requests never wait longer than the whole command may.
     kube = Kube(context, timeout=min(DEFAULT_TIMEOUT, max(timeout, 1.0)))
     try:
-        endpoint = _ensure(config, kube, namespace=namespace, timeout=timeout, log=log, reach=reach)
+        return _ensure(
+            config,
+            kube,
+            namespace=namespace,
+            timeout=timeout,
+            log=log,
+            reach=reach,
+            require_reach=require_reach,
+        )
     except BaseException:
         kube.close()
         raise
-    if require_reach and reach and not endpoint.reachable:
-        endpoint.close()
-        raise FatalError(
-            f"the registry {endpoint.host} runs but cannot be reached from this machine: "
-            f"{endpoint.reach_error}"
-        )
-    return endpoint
 
 
 def _ensure(
@@ -254,8 +414,10 @@ def _ensure(
     timeout: float,
     log: Log,
     reach: bool,
+    require_reach: bool,
 ) -> RegistryEndpoint:
     started = time.monotonic()
+    deadline = started + timeout
     hosting = read_hosting(kube, log=log)
     if hosting is not None:
         kube.close()
@@ -267,11 +429,14 @@ def _ensure(
             server=kube.server,
             kep1755=hosting,
         )
-        if reach:
-            error = answers_v2(hosting.host)
-            endpoint.reach = "kep-1755" if error is None else "unreachable"
-            endpoint.reach_error = None if error is None else f"{hosting.host}: {error}"
         log(f"the cluster publishes a local registry (KEP-1755): {hosting.host}; not deploying one")
+        if reach:
+            ways = [_probe(hosting.host)]
+            found = _reach(endpoint, ways, deadline=deadline, wait=require_reach, log=log)
+            if found is not None:
+                endpoint.reach = "kep-1755"
+            elif require_reach:
+                raise _unreachable(endpoint, ways, time.monotonic() - started)
         return endpoint
     ns = registry_namespace(config, namespace, kube)
     deployed = deploy.ensure_objects(kube, config.local_registry, ns, log=log)
@@ -292,18 +457,33 @@ def _ensure(
     )
     if not reach:
         return endpoint
-    error = answers_v2(host)
-    if error is None:
-        endpoint.reach = "localhost"
-        return endpoint
-    remaining = max(PROBE_TIMEOUT, timeout - (time.monotonic() - started))
+    # The pod being Ready does not mean this machine can push yet: right
+    # after creation kube-proxy may not have programmed the node port, and
+    # the kubelet may refuse the forward for a moment. Both ways are tried
+    # again until the deadline (the same --timeout as the readiness wait).
+    forward = _PortForward(endpoint, kube, deployed, log)
+    ways = [_probe(host), forward.way()]
     try:
-        _forward(endpoint, kube, deployed, timeout=min(remaining, 15.0), log=log)
+        found = _reach(endpoint, ways, deadline=deadline, wait=require_reach, log=log)
     except BaseException:
+        forward.close()
         endpoint.close()
         raise
-    if endpoint.reach_error:
-        endpoint.reach_error = f"localhost:{deployed.node_port}: {error}; {endpoint.reach_error}"
+    if found is None or found is ways[0]:
+        forward.close()
+    if found is ways[0]:
+        endpoint.reach = "localhost"
+    elif found is not None:
+        endpoint.reach, endpoint.push_host = "port-forward", f"127.0.0.1:{deployed.node_port}"
+        endpoint._forwarder, endpoint._opener = forward.forwarder, forward.opener
+        log(
+            f"localhost:{deployed.node_port} does not answer here; forwarding "
+            f"127.0.0.1:{deployed.node_port} to the registry pod"
+        )
+    elif require_reach:
+        error = _unreachable(endpoint, ways, time.monotonic() - started, pod_port=deployed.port)
+        endpoint.close()
+        raise error
     return endpoint
 
 

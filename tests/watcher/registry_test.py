@@ -4,9 +4,12 @@ of an unreachable API server."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -23,7 +26,17 @@ from tests.watcher.registries import free_port, running_registry
 from watcher import kep1755
 from watcher.kube import Kube
 from watcher.pushcheck import PushChecker
-from watcher.registry import ensure_registry, format_status, plan_delivery, status_info
+from watcher.registry import (
+    REACH_INTERVAL,
+    RegistryUnreachable,
+    Way,
+    answers_v2,
+    ensure_registry,
+    first_answering,
+    format_status,
+    plan_delivery,
+    status_info,
+)
 
 
 def image(key: str, ref: str, builder: str = "docker") -> Image:
@@ -101,6 +114,126 @@ def test_plan_delivery(
     assert ("app" in plan.push_checks) == (
         enabled is None and cluster.kind == "remote" and builder == "docker"
     )
+
+
+# --- waiting until the registry answers (real loopback sockets) ------------------------------
+
+
+class _V2Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
+        self.send_response(200 if self.path == "/v2/" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@contextlib.contextmanager
+def v2_server(port: int = 0) -> Iterator[str]:
+    """A real HTTP listener answering ``GET /v2/`` with 200 (what
+    ``answers_v2`` asks of a registry)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _V2Handler)
+    thread = threading.Thread(target=server.serve_forever, name="v2-server")
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[str]:
+    """Accepts TCP connections (the kernel's backlog) and never answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def probe(hostport: str) -> Way:
+    def attempt(timeout: float) -> str | None:
+        error = answers_v2(hostport, timeout=timeout)
+        return None if error is None else f"{hostport}: {error}"
+
+    return Way(hostport, attempt)
+
+
+def test_a_registry_that_answers_at_once_costs_one_try() -> None:
+    with v2_server() as host:
+        ways = [probe(host), probe(f"127.0.0.1:{free_port()}")]
+        started = time.monotonic()
+        found = first_answering(ways, deadline=started + 30)
+        took = time.monotonic() - started
+    assert found is ways[0]
+    assert (ways[0].tries, ways[1].tries) == (1, 0)  # the second way is never needed
+    assert took < REACH_INTERVAL, took  # no wait at all on the healthy path
+
+
+def test_a_listener_that_starts_answering_later_is_waited_for() -> None:
+    """What kube-proxy does right after the registry is created: the node
+    port refuses, then answers once its rule is programmed. The second way
+    (the port-forward's place) keeps refusing meanwhile."""
+    port = free_port()
+    late = probe(f"127.0.0.1:{port}")
+    servers = contextlib.ExitStack()
+
+    def refuse_three_times_then_listen(timeout: float) -> str | None:
+        error = probe(f"127.0.0.1:{port}").attempt(timeout)
+        if late.tries == 3:
+            servers.enter_context(v2_server(port))  # answers from the next round on
+        return error
+
+    late.attempt = refuse_three_times_then_listen
+    other = probe(f"127.0.0.1:{free_port()}")
+    with servers:
+        started = time.monotonic()
+        found = first_answering([late, other], deadline=started + 30)
+        took = time.monotonic() - started
+    assert found is late
+    assert (late.tries, other.tries) == (4, 3)
+    assert late.last_error is None
+    assert other.last_error == f"{other.name}: connection refused"
+    # Three pauses between four rounds, each one interval: nothing longer.
+    assert 3 * REACH_INTERVAL <= took < 3 * REACH_INTERVAL + 2.0, took
+
+
+def test_ways_that_never_answer_give_up_at_the_deadline_with_each_last_error() -> None:
+    refused = probe(f"127.0.0.1:{free_port()}")
+    with silent_listener() as host:
+        silent = probe(host)
+        started = time.monotonic()
+        found = first_answering([refused, silent], deadline=started + 1.0)
+        took = time.monotonic() - started
+    assert found is None
+    assert refused.last_error == f"{refused.name}: connection refused"
+    assert silent.last_error is not None
+    assert silent.last_error.startswith(f"{host}: no answer within ")
+    # Each try of the silent one waits for what is left (at least 0.5 s), so
+    # the rounds end within one probe of the deadline.
+    assert refused.tries >= 1 and silent.tries >= 1
+    assert 1.0 <= took < 1.0 + 0.5 + 1.0, took
+
+
+def test_every_way_is_tried_once_even_past_the_deadline() -> None:
+    """Readiness may have used the whole --timeout: the registry still gets
+    one try each way, without a pause."""
+    ways = [probe(f"127.0.0.1:{free_port()}"), probe(f"127.0.0.1:{free_port()}")]
+    with v2_server() as host:
+        ways.append(probe(host))
+        found = first_answering(ways, deadline=time.monotonic() - 5)
+    assert found is ways[2]
+    assert [w.tries for w in ways] == [1, 1, 1]
+
+
+def test_rounds_limits_the_tries() -> None:
+    ways = [probe(f"127.0.0.1:{free_port()}")]
+    started = time.monotonic()
+    assert first_answering(ways, deadline=started + 30, rounds=1) is None
+    assert ways[0].tries == 1
+    assert time.monotonic() - started < REACH_INTERVAL
 
 
 # --- against the API server -----------------------------------------------------------------
@@ -184,8 +317,56 @@ def test_ensure_registry_deploys_and_reports_why_it_cannot_reach(
         assert "error dialing backend" in endpoint.reach_error
     finally:
         endpoint.close()
-    with pytest.raises(FatalError, match="cannot be reached from this machine"):
-        ensure_registry(cfg, context=testenv.context, namespace=namespace, timeout=60).close()
+    # Required (what up, build and watch ask): both ways are tried again
+    # until --timeout, then the error names each address and its last error.
+    logged: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(RegistryUnreachable) as e:
+        ensure_registry(
+            cfg, context=testenv.context, namespace=namespace, timeout=3, log=logged.append
+        ).close()
+    took = time.monotonic() - started
+    assert 3 <= took < 3 + 5, took  # one probe and one forward attempt past it at most
+    lines = str(e.value).splitlines()
+    port = endpoint.node_port
+    assert lines[0].startswith(
+        f"the registry localhost:{port} (Deployment {namespace}/registry, pod {namespace}/"
+    )
+    assert lines[0].endswith("Ready) does not answer GET /v2/ from this machine (tried for 3 s):")
+    assert lines[1].startswith(f"  localhost:{port}: connection refused (tried ")
+    assert lines[2].startswith(f"  port-forward to pod {namespace}/registry-")
+    assert "error dialing backend" in lines[2]
+    assert int(lines[1].rsplit("(tried ", 1)[1].rstrip("x)")) > 3  # retried, not tried once
+    assert lines[3] == "check:"
+    assert any(f"node port {port} is served on this machine" in line for line in lines)
+    assert any("a longer --timeout" in line for line in lines)
+    assert any(line.startswith(f"waiting for localhost:{port} or port-forward") for line in logged)
+    assert e.value.exit_code == 1
+
+
+def test_a_published_registry_that_answers_late_is_waited_for(testenv: Any, tmp_path: Path) -> None:
+    """KEP-1755 host that refuses at first (its container still starting):
+    ensure_registry keeps trying and uses it once it answers. The registry
+    is started when devreg says it is waiting, not after a fixed delay."""
+    from tests.watcher.e2e import published_registry
+
+    port = free_port()
+    cfg = config(LocalRegistry(enabled=True), image("app", "org/app"))
+    started = contextlib.ExitStack()
+    logged: list[str] = []
+
+    def log(line: str) -> None:
+        logged.append(line)
+        if line.startswith(f"waiting for 127.0.0.1:{port} to answer"):
+            started.enter_context(running_registry(tmp_path / "late", port=port))
+
+    with started, published_registry(testenv, f"127.0.0.1:{port}"):
+        endpoint = ensure_registry(
+            cfg, context=testenv.context, namespace=None, timeout=60, log=log
+        )
+        endpoint.close()
+    assert endpoint.reach == "kep-1755" and endpoint.push_host == f"127.0.0.1:{port}"
+    assert any(line.startswith(f"127.0.0.1:{port} answers after ") for line in logged), logged
 
 
 def test_node_port_answering_on_localhost_is_used(
