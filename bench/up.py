@@ -74,10 +74,22 @@ def main() -> None:
             "--context", context, "--namespace", namespace, "--format", "json",
         ]  # fmt: skip
         get = [kubectl, "--context", context, "get", "deployment,service", "-n", namespace]
-        first = subprocess.run(up, env=env, capture_output=True, text=True, check=False)
-        node_port = json.loads(first.stdout)["node_port"] if first.returncode == 0 else None
-        if node_port is None:
-            raise SystemExit(f"devreg up failed:\n{first.stderr}")
+        # Deploys the registry. Without kube-proxy here nothing answers on the
+        # node port yet, so this first `up` fails after its --timeout; the
+        # node port is then read from the Service.
+        first = subprocess.run(
+            [*up, "--timeout", "5"], env=env, capture_output=True, text=True, check=False
+        )
+        port_of = [kubectl, "--context", context, "get", "service", "registry", "-n", namespace]
+        read = subprocess.run(
+            [*port_of, "-o", "jsonpath={.spec.ports[0].nodePort}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if read.returncode != 0 or not read.stdout.strip().isdigit():
+            raise SystemExit(f"devreg up did not deploy the registry:\n{first.stderr}")
+        node_port = int(read.stdout)
         (root / "reg.yml").write_text(
             "version: 0.1\nlog: {level: error}\n"
             f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"

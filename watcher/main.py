@@ -112,7 +112,10 @@ def make_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     p.add_argument(
-        "--timeout", type=_positive_float, default=120.0, help="seconds to wait for readiness"
+        "--timeout",
+        type=_positive_float,
+        default=120.0,
+        help="seconds to wait until the registry is ready and answers here (default 120)",
     )
 
     p = sub.add_parser("down", help="remove the registry from the cluster")

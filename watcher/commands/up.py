@@ -1,5 +1,8 @@
-"""``devreg up``: ensure the registry in the cluster, wait until it is Ready,
-check that it can be reached from here, and say where it is.
+"""``devreg up``: ensure the registry in the cluster, wait until it is Ready
+and answers ``GET /v2/`` where devreg will push (``localhost:<nodePort>``,
+else through a port-forward), and say where it is. A registry that never
+answers before ``--timeout`` is an error (exit 1) naming every address tried
+and its last error: "ready" is only printed when a push can work.
 
 A port-forward that ``up`` needed to reach the registry ends with the
 command (it only proves the way works); ``devreg watch`` and ``devreg build``
@@ -40,8 +43,6 @@ def describe(endpoint: RegistryEndpoint) -> list[str]:
             f"  reach      through a port-forward {endpoint.push_host} -> the registry pod "
             "(verified; it ends with this command, `devreg watch` keeps its own)"
         )
-    elif endpoint.reach == "unreachable":
-        lines.append(f"  reach      not from this machine: {endpoint.reach_error}")
     return lines
 
 
@@ -56,22 +57,11 @@ def up(
     cfg = load_valid_config(config)
     if cfg.local_registry.enabled is False:
         stderr_log("note: localRegistry.enabled is false, so no image will use this registry")
+    # Raises RegistryUnreachable (exit 1) when GET /v2/ never answers in time.
     endpoint = ensure_registry(
-        cfg,
-        context=context,
-        namespace=namespace,
-        timeout=timeout,
-        log=stderr_log,
-        require_reach=False,
+        cfg, context=context, namespace=namespace, timeout=timeout, log=stderr_log
     )
     try:
-        if endpoint.reach == "unreachable":
-            # Fail soft: the registry runs and nodes can pull from it; only
-            # pushing from this machine is not possible right now.
-            stderr_log(
-                f"warning: the registry runs, but this machine cannot reach it: "
-                f"{endpoint.reach_error}"
-            )
         if fmt == "json":
             json.dump(endpoint.as_json(), sys.stdout, indent=2, sort_keys=True)
             sys.stdout.write("\n")

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.watcher.e2e import published_registry
+from tests.watcher.registries import free_port, running_registry
 from watcher.kube import Kube
 from watcher.main import main
 
@@ -37,33 +39,55 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
-def test_up_text_then_json_then_down(
+def test_up_fails_until_the_registry_answers_then_text_json_and_down(
     testenv: Any, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = str(write_config(tmp_path))
     common = ["-c", cfg, "--context", testenv.context, "--namespace", namespace]
-    rc, out, err = run(capsys, "up", *common)
-    assert rc == 0, err
-    lines = out.splitlines()
-    assert lines[0].startswith("registry localhost:") and lines[0].endswith(" is ready")
-    assert f"  namespace  {namespace}" in lines
-    assert "  name       registry" in lines
-    assert "  workload   Deployment" in lines
-    assert any(line.startswith("  node port  3") for line in lines)
-    # No kubelet here: reaching it fails, softly, and says why.
-    assert any(line.startswith("  reach      not from this machine: ") for line in lines)
+    # No kubelet and no kube-proxy here: the pod is Ready (kwok says so) but
+    # neither localhost:<nodePort> nor a port-forward answers. `up` keeps
+    # trying until --timeout, then fails and says what it tried.
+    rc, out, err = run(capsys, "up", *common, "--timeout", "2")
+    assert rc == 1
+    assert out == ""  # never "ready"
     assert f"devreg: created namespace {namespace}" in err
-    assert "warning: the registry runs, but this machine cannot reach it" in err
+    with Kube(testenv.context) as kube:
+        service = kube.get("Service", namespace, "registry")
+    assert service is not None
+    port = service["spec"]["ports"][0]["nodePort"]
+    assert (
+        f"devreg: error: the registry localhost:{port} (Deployment {namespace}/registry, pod "
+    ) in err
+    assert "does not answer GET /v2/ from this machine (tried for 2 s):" in err
+    assert f"\n  localhost:{port}: connection refused (tried " in err
+    assert "error dialing backend" in err
+    assert "\ncheck:\n" in err and "a longer --timeout" in err
 
-    rc, out, err = run(capsys, "up", *common, "--format", "json")
-    assert rc == 0, err
+    # A registry process on the node port stands in for the node (as on kind
+    # or minikube): now `up` is ready at once.
+    with running_registry(tmp_path / "node", port=port):
+        rc, out, err = run(capsys, "up", *common)
+        assert rc == 0, err
+        lines = out.splitlines()
+        assert lines[0] == f"registry localhost:{port} is ready"
+        assert f"  namespace  {namespace}" in lines
+        assert "  name       registry" in lines
+        assert "  workload   Deployment" in lines
+        assert f"  node port  {port}" in lines
+        assert lines[-1] == f"  reach      localhost:{port} answers GET /v2/"
+        assert "waiting for" not in err  # answered at the first try
+
+        rc, out, err = run(capsys, "up", *common, "--format", "json")
+        assert rc == 0, err
     doc = json.loads(out)
     assert doc["source"] == "deployed"
     assert doc["namespace"] == namespace and doc["name"] == "registry"
     assert doc["workload_kind"] == "Deployment"
-    assert doc["host"] == f"localhost:{doc['node_port']}"
+    assert doc["host"] == doc["push_host"] == f"localhost:{port}"
+    assert doc["node_port"] == port
     assert doc["context"] == testenv.context
-    assert doc["reachable"] is False and doc["reach"] == "unreachable"
+    assert doc["reachable"] is True and doc["reach"] == "localhost"
+    assert doc["reach_error"] is None
     assert set(doc) == {
         "context", "host", "kep1755", "name", "namespace", "node_port", "pod", "push_host",
         "reach", "reach_error", "reachable", "server", "source", "workload_kind",
@@ -78,6 +102,22 @@ def test_up_text_then_json_then_down(
         out
         == f"nothing to remove: no registry 'registry' in namespace {namespace} (context {testenv.context})\n"
     )
+
+
+def test_up_with_a_published_registry_that_never_answers(
+    testenv: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    cfg = str(write_config(tmp_path))
+    with published_registry(testenv, f"127.0.0.1:{port}"):
+        rc, out, err = run(capsys, "up", "-c", cfg, "--context", testenv.context, "--timeout", "1")
+    assert rc == 1 and out == ""
+    assert (
+        f"devreg: error: the registry 127.0.0.1:{port} that the cluster publishes (KEP-1755) "
+        "does not answer GET /v2/ from this machine (tried for 1 s):\n"
+        f"  127.0.0.1:{port}: connection refused (tried "
+    ) in err
+    assert f"that this registry runs and listens on 127.0.0.1:{port}" in err
 
 
 def test_invalid_image_is_rejected_before_anything_is_applied(
