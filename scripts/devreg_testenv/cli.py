@@ -6,7 +6,7 @@
     scripts/testenv status         which part runs, each process's memory (stderr); exit 1 if down
     scripts/testenv build          build (or find cached) the Kubernetes binaries only
 
-PARTs: docker, images, registry, kube (default: all four, in that order).
+PARTs: docker, images, registry, kube, nodes (default: all five, in that order).
 
 Only `export NAME=value` lines go to stdout, so `eval "$(scripts/testenv up)"` works;
 progress and errors go to stderr.  Python 3.11 standard library only: this runs before
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import controlplane, docker, images, registry
+from . import controlplane, docker, images, nodes, registry
 from .common import (
     STATE,
     Part,
@@ -52,6 +52,7 @@ PARTS: dict[str, Part] = {
     "images": images.PART,
     "registry": registry.PART,
     "kube": controlplane.PART,
+    "nodes": nodes.PART,
 }
 PROCESSES = tuple(name for part in PARTS.values() for name in part.processes)
 
@@ -175,6 +176,9 @@ def rss_kib(pid: int) -> int:
 
 def cmd_down(purge: bool) -> int:
     state = load_state()
+    for part in reversed(PARTS.values()):
+        if part.down is not None:
+            part.down(state)
     for name in reversed(PROCESSES):
         if name == "dockerd" and not state.get("owned_dockerd"):
             continue

@@ -225,6 +225,8 @@ class Part:
     """The processes it starts, in start order (`down` stops them in reverse)."""
     needs: tuple[str, ...] = ()
     """Parts that `up` brings up with it; they come before it in cli.PARTS."""
+    down: Callable[[dict[str, Any]], None] | None = None
+    """What `down` must undo besides stopping the processes (before they stop)."""
 
 
 # ---------------------------------------------------------------------------------------

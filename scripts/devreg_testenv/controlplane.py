@@ -40,11 +40,14 @@ from .pki import (
     write_kubeconfigs,
 )
 
-NODE_NAMES = ("devreg-node-0", "devreg-node-1")
+# kwok's fake nodes, for scale: tainted, so only a pod that tolerates the taint lands
+# there; the real nodes (nodes.py) take every other pod.  kwok manages only these.
+KWOK_NODES = ("devreg-kwok-0", "devreg-kwok-1")
+KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
+KWOK_POD_CIDR = "10.245.0.0/16"  # fake pod IPs, apart from the real nodes' 10.244.0.0/16
 STORAGE_CLASS = "devreg-standard"
 PROVISIONER = "devreg.test/hostpath"
 SERVICE_CIDR = "10.96.0.0/16"
-POD_CIDR = "10.244.0.0/16"
 
 
 class Kube:
@@ -246,7 +249,7 @@ def bootstrap_objects(kube: Kube) -> None:
             "allowVolumeExpansion": True,
         },
     )
-    for i, name in enumerate(NODE_NAMES):
+    for i, name in enumerate(KWOK_NODES):
         path = f"/api/v1/nodes/{name}"
         status, _ = kube.request("GET", path)
         if status == 200:
@@ -265,7 +268,11 @@ def bootstrap_objects(kube: Kube) -> None:
                 },
                 "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
             },
-            "spec": {"podCIDR": f"10.244.{i}.0/24", "podCIDRs": [f"10.244.{i}.0/24"]},
+            "spec": {
+                "podCIDR": f"10.245.{i}.0/24",
+                "podCIDRs": [f"10.245.{i}.0/24"],
+                "taints": [KWOK_TAINT],
+            },
             "status": {
                 "capacity": resources,
                 "allocatable": resources,
@@ -372,7 +379,35 @@ def up_kube(state: dict[str, Any]) -> None:
     write_kubeconfigs(api_port)
     kube = Kube(api_port)
     readyz = f"{kube.base}/readyz"
-    if not (api_alive and https_ok(readyz, kube)):
+    argv = [
+        str(k8s_bin_dir() / "kube-apiserver"),
+        f"--etcd-servers={etcd_url}",
+        # All addresses: the nodes in network namespaces of their own reach it
+        # through the nodes' bridge (nodes.py); this machine uses 127.0.0.1.
+        "--bind-address=0.0.0.0",
+        f"--secure-port={api_port}",
+        "--advertise-address=127.0.0.1",
+        "--endpoint-reconciler-type=none",
+        f"--cert-dir={kube_dir / 'apiserver-certs'}",
+        f"--tls-cert-file={d / 'apiserver.crt'}",
+        f"--tls-private-key-file={d / 'apiserver.key'}",
+        f"--client-ca-file={d / 'ca.crt'}",
+        f"--kubelet-client-certificate={d / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={d / 'apiserver-kubelet-client.key'}",
+        # The nodes' names are in no DNS here: reach kubelets by their addresses.
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={d / 'sa.pub'}",
+        f"--service-account-signing-key-file={d / 'sa.key'}",
+        "--authorization-mode=RBAC",
+        "--allow-privileged=true",
+        "--enable-admission-plugins=NodeRestriction",
+        "--profiling=false",
+        "--v=1",
+    ]
+    # A changed command line (an older environment's) restarts it, too.
+    if not (api_alive and same_argv(state, "kube-apiserver", argv) and https_ok(readyz, kube)):
         # Everything that talks to the API server restarts with it.
         for name in (
             "provisioner",
@@ -382,29 +417,6 @@ def up_kube(state: dict[str, Any]) -> None:
             "kube-apiserver",
         ):
             stop_process(state, name)
-        argv = [
-            str(k8s_bin_dir() / "kube-apiserver"),
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={api_port}",
-            "--advertise-address=127.0.0.1",
-            "--endpoint-reconciler-type=none",
-            f"--cert-dir={kube_dir / 'apiserver-certs'}",
-            f"--tls-cert-file={d / 'apiserver.crt'}",
-            f"--tls-private-key-file={d / 'apiserver.key'}",
-            f"--client-ca-file={d / 'ca.crt'}",
-            f"--kubelet-client-certificate={d / 'apiserver-kubelet-client.crt'}",
-            f"--kubelet-client-key={d / 'apiserver-kubelet-client.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={d / 'sa.pub'}",
-            f"--service-account-signing-key-file={d / 'sa.key'}",
-            "--authorization-mode=RBAC",
-            "--allow-privileged=true",
-            "--enable-admission-plugins=NodeRestriction",
-            "--profiling=false",
-            "--v=1",
-        ]
         start_component(
             state, "kube-apiserver", argv, f"GET {readyz} = ok", lambda: https_ok(readyz, kube), 120
         )
@@ -465,9 +477,12 @@ def up_kube(state: dict[str, Any]) -> None:
             str(kwok_bin()),
             f"--kubeconfig={kube_dir / 'kwok.kubeconfig'}",
             f"--config={kwok_cfg}",
-            "--manage-all-nodes=true",
+            # Only its own nodes: a kwok that manages all nodes fakes the real nodes'
+            # pods too (Running with kwok's pod IPs while the kubelet fails them).
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--server-address=127.0.0.1:{kwok_port}",
-            f"--cidr={POD_CIDR}",
+            f"--cidr={KWOK_POD_CIDR}",
             "--node-ip=127.0.0.1",
             "--node-lease-duration-seconds=40",
         ]
@@ -496,7 +511,7 @@ def up_kube(state: dict[str, Any]) -> None:
                 tail_file(STATE / "logs" / "provisioner.log"),
             )
 
-    for name in NODE_NAMES:
+    for name in KWOK_NODES:
         wait_for(
             "kube (kwok)",
             f"node {name} Ready",
@@ -513,6 +528,11 @@ def up_kube(state: dict[str, Any]) -> None:
         alive=lambda: proc_alive(state, "kube-controller-manager"),
         log_path=STATE / "logs" / "kube-controller-manager.log",
     )
+
+
+def same_argv(state: dict[str, Any], name: str, argv: list[str]) -> bool:
+    rec = state["procs"].get(name) or {}
+    return bool(rec.get("argv") == argv)
 
 
 def etcd_healthy_safe(check: Callable[[], bool]) -> bool:
