@@ -55,6 +55,43 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
         return
 
 
+def _group_runs(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs. An ended one stays a
+    zombie until init reaps it (its parent, the leader, is gone), and
+    ``killpg(pgid, 0)`` still finds zombies; so ``/proc`` is asked then."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _end_group(pgid: int, grace: float) -> None:
+    """SIGTERM what is left of a process group whose leader has exited, then
+    SIGKILL whatever has not ended within ``grace``."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return  # nothing left
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _group_runs(pgid):
+            return
+        time.sleep(_CANCEL_POLL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -65,13 +102,17 @@ def run(
     stdin: bytes | None = None,
     grace: float = DEFAULT_GRACE,
     tail_lines: int = TAIL_LINES,
+    end_with_leader: bool = False,
 ) -> Completed:
     """Run ``argv``, streaming its merged stdout/stderr line by line to ``log``.
 
     When ``cancel`` is set the child's process group is stopped and the result
-    says ``cancelled``. Never raises for a failing command (the caller decides
-    what a non-zero code means); raises ``FileNotFoundError`` when the program
-    does not exist.
+    says ``cancelled``. With ``end_with_leader`` the run ends when ``argv``'s
+    own process exits: what it left running in its process group (``cmd &``)
+    is stopped then, so that nothing outlives the run and a background
+    process holding the output open cannot keep it going. Never raises for a
+    failing command (the caller decides what a non-zero code means); raises
+    ``FileNotFoundError`` when the program does not exist.
     """
     argv = tuple(argv)
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
@@ -99,10 +140,23 @@ def run(
                 _kill_group(proc, grace)
                 return
 
-    watcher: threading.Thread | None = None
+    def watch_leader() -> None:
+        # Only the leader is waited for; the output may stay open as long as
+        # anything of its group runs.
+        proc.wait()
+        _end_group(proc.pid, grace)
+
+    helpers: list[threading.Thread] = []
     if cancel is not None:
-        watcher = threading.Thread(target=watch_cancel, name=f"proc-cancel-{proc.pid}", daemon=True)
-        watcher.start()
+        helpers.append(
+            threading.Thread(target=watch_cancel, name=f"proc-cancel-{proc.pid}", daemon=True)
+        )
+    if end_with_leader:
+        helpers.append(
+            threading.Thread(target=watch_leader, name=f"proc-leader-{proc.pid}", daemon=True)
+        )
+    for helper in helpers:
+        helper.start()
     try:
         if stdin is not None:
             _feed(proc.stdin, stdin)
@@ -120,8 +174,8 @@ def run(
         raise
     finally:
         finished.set()
-        if watcher is not None:
-            watcher.join()
+        for helper in helpers:
+            helper.join()
         if proc.stdout is not None:
             proc.stdout.close()
     return Completed(argv, returncode, tuple(tail), cancelled.is_set(), time.monotonic() - started)

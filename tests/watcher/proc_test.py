@@ -59,3 +59,35 @@ def test_cancel_kills_the_whole_process_group(tmp_path: Path, script: str) -> No
 def test_missing_program_raises() -> None:
     with pytest.raises(FileNotFoundError):
         proc.run(("devreg-no-such-program",))
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param("sleep 60 & echo $!", id="holds-the-output-open"),
+        pytest.param("sleep 60 >/dev/null 2>&1 & echo $!", id="output-elsewhere"),
+        pytest.param("trap '' TERM; (trap '' TERM; sleep 60) & echo $!", id="ignores-sigterm"),
+    ],
+)
+def test_end_with_leader_stops_what_the_command_left_behind(script: str) -> None:
+    """``--exec`` runs: the run ends with the shell, and nothing it started
+    in the background outlives it."""
+    lines: list[str] = []
+    started = time.monotonic()
+    done = proc.run(("sh", "-c", script), log=lines.append, end_with_leader=True, grace=0.3)
+    assert done.returncode == 0 and not done.cancelled
+    assert time.monotonic() - started < 5
+    left = int(lines[0])
+    deadline = time.monotonic() + 5  # SIGKILL is delivered asynchronously
+    while _running(left) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _running(left)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an ended orphan waits for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
