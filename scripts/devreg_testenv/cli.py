@@ -2,7 +2,8 @@
 
     scripts/testenv up [PART...]   start what is not running (idempotent), print exports
     scripts/testenv env            print the exports of the running environment
-    scripts/testenv down           stop every process that `up` started
+    scripts/testenv down [PART...] stop every process that `up` started (or PARTs and
+                                   what needs them), undo what they set up
     scripts/testenv status         which part runs, each process's memory (stderr); exit 1 if down
     scripts/testenv build          build (or find cached) the Kubernetes binaries only
 
@@ -174,15 +175,41 @@ def rss_kib(pid: int) -> int:
     return total
 
 
-def cmd_down(purge: bool) -> int:
+def dependents(parts: list[str]) -> list[str]:
+    """``parts`` and the parts that need them, in PARTS order."""
+    wanted = set(parts)
+    changed = True
+    while changed:
+        changed = False
+        for name, part in PARTS.items():
+            if name not in wanted and wanted & set(part.needs):
+                wanted.add(name)
+                changed = True
+    return [p for p in PARTS if p in wanted]
+
+
+def cmd_down(purge: bool, parts: list[str] | None = None) -> int:
+    """Stop every part (or ``parts`` and what needs them), in reverse start order."""
+    unknown = [p for p in parts or [] if p not in PARTS]
+    if unknown:
+        log(f"unknown part(s) {', '.join(unknown)}; parts: {', '.join(PARTS)}")
+        return 2
     state = load_state()
-    for part in reversed(PARTS.values()):
+    chosen = dependents(parts) if parts else list(PARTS)
+    for name in reversed(chosen):
+        part = PARTS[name]
         if part.down is not None:
             part.down(state)
-    for name in reversed(PROCESSES):
-        if name == "dockerd" and not state.get("owned_dockerd"):
-            continue
-        stop_process(state, name, timeout=60 if name == "dockerd" else 20)
+        for proc in reversed(part.processes):
+            if proc == "dockerd" and not state.get("owned_dockerd"):
+                continue
+            stop_process(state, proc, timeout=60 if proc == "dockerd" else 20)
+        if name in state["parts"]:
+            state["parts"].remove(name)
+    if parts:
+        save_state(state)
+        log(f"down: {', '.join(chosen)}")
+        return 0
     for name in list(state["procs"]):
         stop_process(state, name)
     state["parts"] = []
@@ -217,7 +244,7 @@ def main(argv: list[str]) -> int:
             return cmd_status()
         if cmd == "down":
             with locked(STATE / ".lock", "`scripts/testenv up` or `down`"):
-                return cmd_down(purge="--purge" in args)
+                return cmd_down(purge="--purge" in args, parts=[a for a in args if a != "--purge"])
         if cmd == "_provisioner":
             return provisioner_loop()
         log(f"unknown command {cmd!r}")

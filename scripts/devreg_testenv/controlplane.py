@@ -561,6 +561,7 @@ def kube_exports(state: dict[str, Any]) -> list[tuple[str, str]]:
         ("DEVREG_TEST_KUBE_LIMITED_CONTEXT", LIMITED_CONTEXT),
         ("DEVREG_TEST_KUBE_LIMITED_NAMESPACE", LIMITED_NAMESPACE),
         ("DEVREG_TEST_KUBE_VERSION", K8S_VERSION),
+        ("DEVREG_TEST_KUBECTL", str(k8s_bin_dir() / "kubectl")),
     ]
 
 

@@ -52,6 +52,7 @@ from .common import (
     proc_cmdline,
     process_gone,
     run,
+    save_state,
     start_process,
     stop_process,
     wait_for,
@@ -69,6 +70,7 @@ SANDBOX_IMAGE = "devreg-test/pause:latest"
 FORWARD_CHAIN = "DEVREG-TESTENV-FWD"
 NETNS_DIR = Path("/var/run/netns")
 ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
+OWNER_FILE = Path("/run/devreg-testenv/nodes-owner")
 PACKAGES = (
     "containerd",
     "runc",
@@ -611,11 +613,28 @@ def up_nodes(state: dict[str, Any]) -> None:
     api_port = int(state["ports"]["kube-apiserver"])
     kube = Kube(api_port)
     node_rbac(kube)
+    claim_nodes(state)
     state.setdefault("sysctl_route_localnet", ROUTE_LOCALNET.read_text().strip())
     network_up()
     build_sandbox_image()
     for node in NODES:
         up_node(state, kube, node, api_port)
+
+
+def claim_nodes(state: dict[str, Any]) -> None:
+    """One environment per machine runs nodes: their bridge, namespaces, addresses and
+    iptables chains have fixed names.  The owner's state dir is kept in OWNER_FILE."""
+    owner = OWNER_FILE.read_text().strip() if OWNER_FILE.exists() else ""
+    if owner and owner != str(STATE) and Path(owner, "state.json").exists():
+        raise PartError(
+            "nodes",
+            f"the environment in {owner} runs the real nodes of this machine; "
+            f"take it down first (DEVREG_TESTENV_DIR={owner} scripts/testenv down nodes)",
+        )
+    OWNER_FILE.parent.mkdir(parents=True, exist_ok=True)
+    OWNER_FILE.write_text(f"{STATE}\n")
+    state["nodes_owner"] = True
+    save_state(state)
 
 
 def node_rbac(kube: Kube) -> None:
@@ -694,7 +713,12 @@ def kill_shims(node: Node) -> None:
 
 def down_nodes(state: dict[str, Any]) -> None:
     """Stop the nodes and remove every trace: pods (through the CRI), kube-proxy's
-    rules, mounts, namespaces, bridges, veths, our iptables chain, the Node objects."""
+    rules, mounts, namespaces, bridges, veths, our iptables chain, the Node objects.
+
+    Only an environment that brought its nodes up takes them down: the network names
+    are this machine's, and a second environment (another state dir) has none."""
+    if not state.get("nodes_owner"):
+        return
     kube = None
     if proc_alive(state, "kube-apiserver") and (pki() / "admin.crt").exists():
         kube = Kube(int(state["ports"]["kube-apiserver"]))
@@ -710,6 +734,8 @@ def down_nodes(state: dict[str, Any]) -> None:
     if saved is not None:
         ROUTE_LOCALNET.write_text(f"{saved}\n")
         del state["sysctl_route_localnet"]
+    OWNER_FILE.unlink(missing_ok=True)
+    del state["nodes_owner"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -33,7 +33,13 @@ SCRIPT = REPO / "scripts" / "testenv"
 # A cold `up` builds Kubernetes from source: tens of minutes on 2 cores.
 UP_TIMEOUT = float(os.environ.get("DEVREG_TESTENV_UP_TIMEOUT", 45 * 60))
 
-FIXTURES = ("testenv", "docker_client", "kube_api_client", "limited_kube_api_client")
+FIXTURES = (
+    "testenv",
+    "docker_client",
+    "kube_api_client",
+    "limited_kube_api_client",
+    "real_nodes",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class TestEnv:
     state_dir: str  # pids, ports, certs, logs of the environment
     docker_cli: str = "/usr/bin/docker"  # the CLI with BuildKit built in
     kube_version: str = ""
+    kubectl: str = "kubectl"  # the kubectl of the cluster's release (built with it)
+    node_netns: tuple[tuple[str, str], ...] = ()  # (node, network namespace) of netns nodes
 
     def log(self, name: str) -> Path:
         """The log file of one process (``kube-apiserver``, ``registry``, ``kwok``, ...)."""
@@ -103,6 +111,8 @@ REQUIRED = {
     "DEVREG_TEST_BASE_IMAGE": "base_image",
     "DEVREG_TEST_REGISTRY_IMAGE": "registry_image",
     "DEVREG_TESTENV_DIR": "state_dir",
+    "DEVREG_TEST_KUBECTL": "kubectl",
+    "DEVREG_TEST_REAL_NODES": "",  # required; the tests find real nodes through the API
 }
 
 
@@ -134,11 +144,15 @@ def testenv() -> Iterator[TestEnv]:
     missing = [name for name in REQUIRED if not exported.get(name)]
     if missing:
         _unavailable(f"scripts/testenv exported no {', '.join(missing)}")
-    fields: dict[str, Any] = {field: exported[name] for name, field in REQUIRED.items()}
+    fields: dict[str, Any] = {field: exported[name] for name, field in REQUIRED.items() if field}
+    netns = exported.get("DEVREG_TEST_NODE_NETNS", "")
     env = TestEnv(
         **fields,
         docker_cli=exported.get("DEVREG_TEST_DOCKER_CLI", "/usr/bin/docker"),
         kube_version=exported.get("DEVREG_TEST_KUBE_VERSION", ""),
+        node_netns=tuple(
+            (node, ns) for node, _, ns in (p.partition("=") for p in netns.split(",") if p)
+        ),
     )
     saved = {name: os.environ.get(name) for name in exported}
     os.environ.update(exported)
@@ -183,6 +197,47 @@ def limited_kube_api_client(testenv: TestEnv) -> Iterator[Any]:
     client = _kube_client(testenv, testenv.limited_context)
     yield client
     client.close()
+
+
+@dataclass(frozen=True)
+class RealNode:
+    """A node with a real kubelet: its ``containerRuntimeVersion`` is ``containerd://…``."""
+
+    name: str
+    address: str  # InternalIP
+    netns: str | None  # the network namespace it lives in; None: this machine's own
+
+    def run_in(self, argv: list[str]) -> list[str]:
+        """``argv`` run inside the node's network namespace (as its loopback sees it)."""
+        if self.netns is None:
+            return argv
+        return ["nsenter", f"--net=/var/run/netns/{self.netns}", *argv]
+
+
+def find_real_nodes(api_client: Any, testenv: TestEnv) -> list[RealNode]:
+    """The Ready nodes whose runtime is containerd, found through the API as a user would."""
+    from kubernetes import client
+
+    netns = dict(testenv.node_netns)
+    found = []
+    for node in client.CoreV1Api(api_client).list_node().items:
+        runtime = node.status.node_info.container_runtime_version or ""
+        ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+        if runtime.startswith("containerd://") and ready:
+            address = next(
+                (a.address for a in node.status.addresses or [] if a.type == "InternalIP"), ""
+            )
+            found.append(RealNode(node.metadata.name, address, netns.get(node.metadata.name)))
+    return sorted(found, key=lambda n: n.name)
+
+
+@pytest.fixture(scope="session")
+def real_nodes(testenv: TestEnv, kube_api_client: Any) -> list[RealNode]:
+    """At least two real nodes, one of them in this machine's network namespace."""
+    nodes = find_real_nodes(kube_api_client, testenv)
+    if len(nodes) < 2 or not any(n.netns is None for n in nodes):
+        _unavailable(f"the cluster has no two Ready real nodes (found {nodes})")
+    return nodes
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
