@@ -181,6 +181,10 @@ class RegistryEndpoint:
 # the node port just after the pod turned Ready) is used within ~0.15 s.
 REACH_INTERVAL = 0.15
 MIN_PROBE_TIMEOUT = 0.5  # a try made at or past the deadline still gets this long
+# How long a registry that has just become Ready is asked at localhost:<nodePort>
+# alone before a port-forward is tried too (kube-proxy routes a new
+# Service's node port once its EndpointSlice lists the pod: ~1 s here).
+LOCALHOST_HEAD_START = 3.0
 
 
 @dataclass
@@ -335,6 +339,9 @@ def _unreachable(
             f"that node port {endpoint.node_port} is served on this machine (kube-proxy on a "
             "local node, a kind port mapping, minikube or Docker Desktop); a remote cluster "
             "uses the port-forward instead",
+            "that the Service lists the Ready pod as an endpoint (kube-proxy refuses "
+            "connections to a Service without one): `kubectl get endpointslices -n "
+            f"{endpoint.namespace} -l kubernetes.io/service-name={endpoint.name}`",
             "that the API server can reach the node's kubelet for the port-forward (`kubectl "
             f"port-forward -n {endpoint.namespace} deploy/{endpoint.name} "
             f"{endpoint.node_port}:{pod_port or '<port>'}` fails the same way if not)",
@@ -358,22 +365,31 @@ def _reach(
     deadline: float,
     wait: bool,
     log: Log,
+    first_alone: float = 0.0,
 ) -> Way | None:
-    """Try ``ways`` until one answers; only once each unless ``wait``."""
-    first_round = time.monotonic()
-    found = first_answering(ways, deadline=deadline, rounds=1)
+    """Try ``ways`` until one answers; only one round unless ``wait``. With
+    ``first_alone``, ``ways[0]`` is tried alone for that many seconds before
+    the others join in."""
+    started = time.monotonic()
+    alone = wait and first_alone > 0 and len(ways) > 1
+    found = first_answering(ways[:1] if alone else ways, deadline=deadline, rounds=1)
     if found is None and wait and time.monotonic() < deadline:
-        tried = " or ".join(w.name for w in ways)
-        log(
-            f"waiting for {tried} to answer GET /v2/ "
-            f"(up to {deadline - time.monotonic():.0f} s more)"
-        )
-        found = first_answering(ways, deadline=deadline)
+        more = f"up to {deadline - time.monotonic():.0f} s more"
+        if alone:
+            log(
+                f"waiting for {ways[0].name} to answer GET /v2/ (the registry has just become "
+                f"Ready; a port-forward is tried too after {first_alone:g} s; {more})"
+            )
+            found = first_answering(ways[:1], deadline=min(deadline, started + first_alone))
+        else:
+            log(f"waiting for {' or '.join(w.name for w in ways)} to answer GET /v2/ ({more})")
+        if found is None:
+            found = first_answering(ways, deadline=deadline)
         if found is not None:
-            log(f"{found.name} answers after {time.monotonic() - first_round:.1f} s")
+            log(f"{found.name} answers after {time.monotonic() - started:.1f} s")
     if found is None:
         endpoint.reach = "unreachable"
-        endpoint.reach_error = "; ".join(w.last_error or w.name for w in ways)
+        endpoint.reach_error = "; ".join(w.last_error or f"{w.name}: not tried" for w in ways)
     return found
 
 
@@ -463,8 +479,21 @@ def _ensure(
     # again until the deadline (the same --timeout as the readiness wait).
     forward = _PortForward(endpoint, kube, deployed, log)
     ways = [_probe(host), forward.way()]
+    # ``pod`` is set when the registry was not Ready at first: it has just
+    # started, and kube-proxy may route its node port only a moment later.
+    # A forward tried at once would win that race on a local cluster (until
+    # kube-proxy's rule exists, 127.0.0.1:<nodePort> is free for it) and then
+    # be shadowed by that rule; so localhost gets a head start.
+    first_alone = LOCALHOST_HEAD_START if pod is not None else 0.0
     try:
-        found = _reach(endpoint, ways, deadline=deadline, wait=require_reach, log=log)
+        found = _reach(
+            endpoint,
+            ways,
+            deadline=deadline,
+            wait=require_reach,
+            log=log,
+            first_alone=first_alone,
+        )
     except BaseException:
         forward.close()
         endpoint.close()

@@ -28,8 +28,10 @@ from watcher.kube import Kube
 from watcher.pushcheck import PushChecker
 from watcher.registry import (
     REACH_INTERVAL,
+    RegistryEndpoint,
     RegistryUnreachable,
     Way,
+    _unreachable,
     answers_v2,
     ensure_registry,
     first_answering,
@@ -294,54 +296,74 @@ def test_kep1755_registry_is_used_instead_of_deploying(
     assert any("KEP-1755" in line for line in logged)
 
 
-def test_ensure_registry_deploys_and_reports_why_it_cannot_reach(
-    testenv: Any, namespace: str
-) -> None:
+def test_a_new_registry_is_waited_for_until_it_answers_here(testenv: Any, namespace: str) -> None:
+    """What the brief's real node showed: right after creation the pod is
+    Ready but the node port still refuses (kube-proxy rejects a Service
+    whose EndpointSlice does not list the pod yet). One try, as before,
+    reports it unreachable; the required reach waits until it answers."""
     cfg = config(LocalRegistry(localbuild=True), image("app", "org/app"))
+    logged: list[str] = []
     endpoint = ensure_registry(
-        cfg, context=testenv.context, namespace=namespace, timeout=60, require_reach=False
+        cfg, context=testenv.context, namespace=namespace, timeout=120, log=logged.append
     )
     try:
         assert endpoint.source == "deployed"
-        assert endpoint.host == f"localhost:{endpoint.node_port}"
         assert (endpoint.namespace, endpoint.name, endpoint.workload_kind) == (
             namespace,
             "registry",
             "Deployment",
         )
-        # No kubelet here: localhost:<nodePort> is closed and the API server
-        # cannot open the pod's port. Both reasons are in the message.
-        assert endpoint.reach == "unreachable"
-        assert endpoint.reach_error is not None
-        assert f"localhost:{endpoint.node_port}: connection refused" in endpoint.reach_error
-        assert "error dialing backend" in endpoint.reach_error
+        # The real node on this machine serves the node port (kube-proxy).
+        assert endpoint.reach == "localhost" and endpoint.reach_error is None
+        assert endpoint.push_host == endpoint.host == f"localhost:{endpoint.node_port}"
+        assert answers_v2(endpoint.host) is None
+        waited = [line for line in logged if line.startswith("waiting for localhost:")]
+        if waited:  # the usual case here; timing decides, so not asserted
+            assert any(line.startswith(f"{endpoint.host} answers after ") for line in logged)
     finally:
         endpoint.close()
-    # Required (what up, build and watch ask): both ways are tried again
-    # until --timeout, then the error names each address and its last error.
-    logged: list[str] = []
-    started = time.monotonic()
-    with pytest.raises(RegistryUnreachable) as e:
-        ensure_registry(
-            cfg, context=testenv.context, namespace=namespace, timeout=3, log=logged.append
-        ).close()
-    took = time.monotonic() - started
-    assert 3 <= took < 3 + 5, took  # one probe and one forward attempt past it at most
-    lines = str(e.value).splitlines()
-    port = endpoint.node_port
-    assert lines[0].startswith(
-        f"the registry localhost:{port} (Deployment {namespace}/registry, pod {namespace}/"
+
+
+def test_the_unreachable_error_names_each_way_and_what_to_check() -> None:
+    endpoint = RegistryEndpoint(
+        host="localhost:31234",
+        push_host="localhost:31234",
+        source="deployed",
+        context="dev",
+        server="https://127.0.0.1:6443",
+        namespace="team",
+        name="registry",
+        node_port=31234,
+        workload_kind="StatefulSet",
+        pod="registry-0",
     )
-    assert lines[0].endswith("Ready) does not answer GET /v2/ from this machine (tried for 3 s):")
-    assert lines[1].startswith(f"  localhost:{port}: connection refused (tried ")
-    assert lines[2].startswith(f"  port-forward to pod {namespace}/registry-")
-    assert "error dialing backend" in lines[2]
-    assert int(lines[1].rsplit("(tried ", 1)[1].rstrip("x)")) > 3  # retried, not tried once
-    assert lines[3] == "check:"
-    assert any(f"node port {port} is served on this machine" in line for line in lines)
-    assert any("a longer --timeout" in line for line in lines)
-    assert any(line.startswith(f"waiting for localhost:{port} or port-forward") for line in logged)
-    assert e.value.exit_code == 1
+    ways = [
+        Way("localhost:31234", lambda t: None, "localhost:31234: connection refused", 12),
+        Way(
+            "port-forward 127.0.0.1:31234",
+            lambda t: None,
+            "port-forward to pod team/registry-0 port 5000 failed: error dialing backend",
+            11,
+        ),
+    ]
+    error = _unreachable(endpoint, ways, 120.2, pod_port=5000)
+    assert isinstance(error, RegistryUnreachable) and error.exit_code == 1
+    assert str(error).splitlines() == [
+        "the registry localhost:31234 (StatefulSet team/registry, pod team/registry-0 Ready) "
+        "does not answer GET /v2/ from this machine (tried for 120 s):",
+        "  localhost:31234: connection refused (tried 12x)",
+        "  port-forward to pod team/registry-0 port 5000 failed: error dialing backend (tried 11x)",
+        "check:",
+        "  - that node port 31234 is served on this machine (kube-proxy on a local node, a kind "
+        "port mapping, minikube or Docker Desktop); a remote cluster uses the port-forward instead",
+        "  - that the Service lists the Ready pod as an endpoint (kube-proxy refuses connections "
+        "to a Service without one): `kubectl get endpointslices -n team "
+        "-l kubernetes.io/service-name=registry`",
+        "  - that the API server can reach the node's kubelet for the port-forward (`kubectl "
+        "port-forward -n team statefulset/registry 31234:5000` fails the same way if not)",
+        "  - the registry's log: `kubectl logs -n team statefulset/registry -c registry`",
+        "  - a longer --timeout when the cluster is still starting",
+    ]
 
 
 def test_a_published_registry_that_answers_late_is_waited_for(testenv: Any, tmp_path: Path) -> None:
