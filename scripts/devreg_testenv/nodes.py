@@ -69,6 +69,12 @@ POD_CIDR = "10.244.0.0/16"
 SANDBOX_IMAGE = "devreg-test/pause:latest"
 FORWARD_CHAIN = "DEVREG-TESTENV-FWD"
 NETNS_DIR = Path("/var/run/netns")
+# A "laptop" away from the cluster: a network namespace on the bridge with no node in
+# it, so no NodePort answers on its loopback; devreg run there reaches the registry only
+# through its port-forward (tests start a Docker Engine of their own in it).
+AWAY_NETNS = "devreg-away"
+AWAY_VETH = "devreg-vaway"
+AWAY_IP = "10.200.0.100"
 ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
 OWNER_FILE = Path("/run/devreg-testenv/nodes-owner")
 PACKAGES = (
@@ -141,26 +147,30 @@ def iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]
     return run("nodes (network)", ["iptables", "-w", "5", *args], check=check)
 
 
+def attach(netns: str, veth: str, address: str) -> None:
+    """A network namespace on the nodes' bridge: ``eth0`` at ``address``, loopback up."""
+    if not (NETNS_DIR / netns).exists():
+        ip("netns", "add", netns)
+    if not link_exists(veth):
+        ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+    ip("link", "set", veth, "master", BRIDGE, "up")
+    ip("-n", netns, "addr", "replace", f"{address}/24", "dev", "eth0")
+    ip("-n", netns, "link", "set", "eth0", "up")
+    ip("-n", netns, "link", "set", "lo", "up")
+    ip("-n", netns, "route", "replace", "default", "via", f"{NODE_NET}.1")
+
+
 def network_up() -> None:
     if not link_exists(BRIDGE):
         ip("link", "add", BRIDGE, "type", "bridge")
     ip("addr", "replace", f"{NODE_NET}.1/24", "dev", BRIDGE)
     ip("link", "set", BRIDGE, "up")
     for node in NODES:
-        if node.netns is None:
-            continue
-        if not (NETNS_DIR / node.netns).exists():
-            ip("netns", "add", node.netns)
-        veth = f"devreg-v{node.index}"
-        if not link_exists(veth):
-            ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
-        ip("link", "set", veth, "master", BRIDGE, "up")
-        ip("-n", node.netns, "addr", "replace", f"{node.ip}/24", "dev", "eth0")
-        ip("-n", node.netns, "link", "set", "eth0", "up")
-        ip("-n", node.netns, "link", "set", "lo", "up")
-        ip("-n", node.netns, "route", "replace", "default", "via", f"{NODE_NET}.1")
-        run("nodes (network)", [*node.netns_prefix(), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
-        ip("route", "replace", node.pod_cidr, "via", node.ip)
+        if node.netns is not None:
+            attach(node.netns, f"devreg-v{node.index}", node.ip)
+            run("nodes (network)", [*node.netns_prefix(), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            ip("route", "replace", node.pod_cidr, "via", node.ip)
+    attach(AWAY_NETNS, AWAY_VETH, AWAY_IP)
     # Docker sets the FORWARD policy to DROP, and br_netfilter sends bridged frames
     # through it: let the nodes' and the pods' traffic pass (one chain of ours).
     if iptables("-n", "-L", FORWARD_CHAIN, check=False).returncode != 0:
@@ -199,6 +209,10 @@ def remove_kube_chains() -> None:
 
 
 def network_down() -> None:
+    if (NETNS_DIR / AWAY_NETNS).exists():
+        ip("netns", "del", AWAY_NETNS, check=False)
+    if link_exists(AWAY_VETH):
+        ip("link", "del", AWAY_VETH, check=False)
     for node in NODES:
         if node.netns and (NETNS_DIR / node.netns).exists():
             ip("netns", "del", node.netns, check=False)
@@ -288,6 +302,20 @@ def node_kubeconfig(node: Node, api_port: int) -> str:
         "contexts": [{"name": "node", "context": {"cluster": "devreg-test", "user": node.name}}],
         "current-context": "node",
     }
+    return json.dumps(cfg, indent=2) + "\n"
+
+
+def away_kubeconfig_path() -> Path:
+    return STATE / "away.kubeconfig"
+
+
+def away_kubeconfig(api_port: int) -> str:
+    """The admin's kubeconfig as seen from the away namespace: the API server through
+    the bridge (the serving certificate names ``localhost``, not the bridge address)."""
+    cfg = json.loads((STATE / "kubeconfig").read_text())
+    for cluster in cfg["clusters"]:
+        cluster["cluster"]["server"] = f"https://{NODE_NET}.1:{api_port}"
+        cluster["cluster"]["tls-server-name"] = "localhost"
     return json.dumps(cfg, indent=2) + "\n"
 
 
@@ -616,6 +644,7 @@ def up_nodes(state: dict[str, Any]) -> None:
     claim_nodes(state)
     state.setdefault("sysctl_route_localnet", ROUTE_LOCALNET.read_text().strip())
     network_up()
+    write_if_changed(away_kubeconfig_path(), away_kubeconfig(api_port))
     build_sandbox_image()
     for node in NODES:
         up_node(state, kube, node, api_port)
@@ -792,6 +821,8 @@ def nodes_exports(state: dict[str, Any]) -> list[tuple[str, str]]:
         ("DEVREG_TEST_REAL_NODES", ",".join(n.name for n in NODES)),
         ("DEVREG_TEST_NODE_NETNS", ",".join(f"{n.name}={n.netns}" for n in netns)),
         ("DEVREG_TEST_CRICTL", str(crictl_bin())),
+        ("DEVREG_TEST_AWAY_NETNS", AWAY_NETNS),
+        ("DEVREG_TEST_AWAY_KUBECONFIG", str(away_kubeconfig_path())),
     ]
 
 

@@ -2,7 +2,8 @@
 
 The Kubernetes checks go through a real kube-apiserver (validation, server-side apply,
 the NodePort allocator, RBAC), the controller-manager and scheduler (Deployments,
-StatefulSets, PVC binding) and kwok (pods Running and Ready without a kubelet).
+StatefulSets, PVC binding), the real nodes (tests/scripts/nodes_test.py has their own
+checks) and kwok (pods that ask for its tainted nodes Running without a kubelet).
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ from tests.plugins.testenv import SCRIPT, TestEnv, parse_exports
 pytestmark = pytest.mark.testenv
 
 T = TypeVar("T")
+
+# A container that runs on a real node: the image is imported into every node, never
+# pulled (":latest" would mean imagePullPolicy Always), and it keeps running.
+BUSYBOX_SLEEPER: dict[str, Any] = {
+    "image": "devreg-test/busybox:latest",
+    "imagePullPolicy": "Never",
+    "command": ["sleep", "3600"],
+}
 
 
 def wait_until(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
@@ -126,7 +135,7 @@ def test_server_side_apply_deployment_gets_running_ready_pod(
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "devreg-test/busybox:latest"}]},
+                "spec": {"containers": [BUSYBOX_SLEEPER | {"name": "web"}]},
             },
         },
     }
@@ -148,7 +157,7 @@ def test_server_side_apply_deployment_gets_running_ready_pod(
         return None
 
     pod = wait_until("a Running, Ready pod of Deployment web", ready_pod, 90)
-    assert pod.spec.node_name  # bound by the scheduler to a kwok node
+    assert pod.spec.node_name  # bound by the scheduler to a real node (kwok's are tainted)
     apps = client.AppsV1Api(kube_api_client)
     wait_until(
         "Deployment web to report 1 ready replica",
@@ -158,6 +167,34 @@ def test_server_side_apply_deployment_gets_running_ready_pod(
         ),
         60,
     )
+
+
+def test_kwok_runs_only_pods_that_ask_for_its_nodes(kube_api_client: Any, namespace: str) -> None:
+    """kwok's nodes stay for scale tests: a pod that tolerates their taint and selects
+    them is Running at once, with no image anywhere (kwok only writes the status)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_api_client)
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "fake"},
+            "spec": {
+                "nodeSelector": {"type": "kwok"},
+                "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
+                "containers": [{"name": "c", "image": "example.invalid/none:1"}],
+            },
+        },
+    )
+    pod = wait_until(
+        "pod fake Running on a kwok node",
+        lambda: (p := core.read_namespaced_pod("fake", namespace)).status.phase == "Running" and p,
+        60,
+    )
+    node = core.read_node(pod.spec.node_name)
+    assert node.status.node_info.container_runtime_version == "kwok"
 
 
 def test_statefulset_claims_bind_and_pod_runs(kube_api_client: Any, namespace: str) -> None:
@@ -177,7 +214,7 @@ def test_statefulset_claims_bind_and_pod_runs(kube_api_client: Any, namespace: s
                 "selector": {"matchLabels": {"app": "db"}},
                 "template": {
                     "metadata": {"labels": {"app": "db"}},
-                    "spec": {"containers": [{"name": "db", "image": "devreg-test/busybox:latest"}]},
+                    "spec": {"containers": [BUSYBOX_SLEEPER | {"name": "db"}]},
                 },
                 "volumeClaimTemplates": [
                     {
