@@ -11,7 +11,10 @@ Threads:
   once at a time, at most ``jobs`` images at once. A newer change bumps the
   image's generation and sets the running build's cancel event (its process
   group is killed); the worker then starts again from the newest files, and a
-  result whose generation is no longer current is never published.
+  result whose generation is no longer current is never published;
+- with ``--exec``, the thread of :class:`~watcher.exec_cmd.ExecCommand`. A
+  *round* ends when the last busy worker finishes; the images delivered in
+  it are handed to that thread, which runs the command (one run at a time).
 
 Watches: only directories that matter get one. A context subtree with no
 wholly ignored directory in it gets one recursive schedule; along the way to
@@ -49,6 +52,7 @@ from hookpkg.config import Config
 from hookpkg.errors import FatalError
 from watcher.contenttag import ContextIndex, DigestCache
 from watcher.dockerignore import ContextFilter, candidate_ignore_files
+from watcher.exec_cmd import ExecCommand
 from watcher.pipeline import Outcome, Pipeline, registry_has
 from watcher.state import STATE_DIR
 
@@ -152,6 +156,7 @@ class ImageSlot:
     generation: int = 0
     wanted: bool = False
     thread: threading.Thread | None = None
+    running: bool = False  # a worker owns this image (set and cleared under the lock)
     cancel: threading.Event = field(default_factory=threading.Event)
     state: str = "pending"
     tag: str | None = None
@@ -177,6 +182,7 @@ class Watcher:
         log: Log,
         on_status: Callable[[dict[str, Any]], None] | None = None,
         observer_factory: Callable[[], BaseObserver] = Observer,
+        exec_command: ExecCommand | None = None,
     ) -> None:
         self.config = config
         self._reload_config = reload_config
@@ -193,6 +199,11 @@ class Watcher:
         self._stop = threading.Event()
         self.slots: dict[str, ImageSlot] = {}
         self.config_errors: list[str] = []
+        self.exec_command = exec_command
+        if exec_command is not None:
+            exec_command.on_change = self._report
+        self._workers = 0  # running worker threads, of current and removed images
+        self._round: set[str] = set()  # images delivered since the last round ended
         self.pipeline: Pipeline | None = None
         self._observer: BaseObserver | None = None
         self._scheduled: dict[tuple[str, bool], ObservedWatch] = {}
@@ -213,6 +224,8 @@ class Watcher:
         observer = self._observer_factory()
         self._observer = observer
         observer.start()
+        if self.exec_command is not None:
+            self.exec_command.start()
         try:
             self._apply_config(self.config, initial=True)
             self._report()
@@ -228,6 +241,8 @@ class Watcher:
             threads = [s.thread for s in self.slots.values() if s.thread is not None]
         for t in threads:
             t.join()
+        if self.exec_command is not None:
+            self.exec_command.close()  # stops a running CMD with its process group
         if self._observer is not None:
             self._observer.stop()
             self._observer.join()
@@ -399,9 +414,14 @@ class Watcher:
             slot.content = content
             slot.generation += 1
             slot.wanted = True
-            if slot.thread is not None and slot.thread.is_alive():
+            # ``running``, not ``thread.is_alive()``: a worker that has just
+            # decided to return is still alive for a moment, and would drop
+            # this request.
+            if slot.running:
                 slot.cancel.set()  # the worker restarts from the newest files
                 return
+            slot.running = True
+            self._workers += 1
             slot.thread = threading.Thread(
                 target=self._work, args=(slot,), name=f"devreg-build-{key}"
             )
@@ -410,32 +430,55 @@ class Watcher:
     # --- workers -----------------------------------------------------------------
 
     def _work(self, slot: ImageSlot) -> None:
-        while True:
-            with self._lock:
-                if not slot.wanted or self._stop.is_set():
-                    return
-                slot.wanted = False
-                generation = slot.generation
-                slot.cancel = cancel = threading.Event()
-                pipeline = self.pipeline
-                snapshot = slot.index.snapshot()
-            assert pipeline is not None
-            while not self._slots_free.acquire(timeout=0.1):
-                if cancel.is_set():
-                    break
-            else:
-                try:
-                    self._set(slot, state="building")
-                    outcome = pipeline.run(
-                        slot.key,
-                        snapshot,
-                        cancel=cancel,
-                        is_current=lambda g=generation: slot.generation == g,  # type: ignore[misc]
-                        log=lambda line: self.log(f"[{slot.key}] {line}"),
-                    )
-                finally:
-                    self._slots_free.release()
-                self._record(slot, outcome)
+        ended = False
+        try:
+            while True:
+                with self._lock:
+                    if not slot.wanted or self._stop.is_set():
+                        # Decided and published under the lock: a request
+                        # arriving after this starts a new worker.
+                        ended = True
+                        slot.running = False
+                        self._workers -= 1
+                        delivered = self._end_of_round()
+                        break
+                    slot.wanted = False
+                    generation = slot.generation
+                    slot.cancel = cancel = threading.Event()
+                    pipeline = self.pipeline
+                    snapshot = slot.index.snapshot()
+                assert pipeline is not None
+                while not self._slots_free.acquire(timeout=0.1):
+                    if cancel.is_set():
+                        break
+                else:
+                    try:
+                        self._set(slot, state="building")
+                        outcome = pipeline.run(
+                            slot.key,
+                            snapshot,
+                            cancel=cancel,
+                            is_current=lambda g=generation: slot.generation == g,  # type: ignore[misc]
+                            log=lambda line: self.log(f"[{slot.key}] {line}"),
+                        )
+                    finally:
+                        self._slots_free.release()
+                    self._record(slot, outcome)
+        finally:
+            if not ended:  # a bug raised: the next change of this image starts a worker
+                with self._lock:
+                    slot.running = False
+                    self._workers -= 1
+        if delivered and self.exec_command is not None:
+            self.exec_command.submit(delivered)
+
+    def _end_of_round(self) -> set[str]:
+        """Under the lock, when a worker ends: the images delivered in the
+        round that just ended, when it ended (no worker left)."""
+        if self._workers or self._stop.is_set() or not self._round:
+            return set()
+        delivered, self._round = self._round, set()
+        return delivered
 
     def _record(self, slot: ImageSlot, outcome: Outcome) -> None:
         if outcome.state == "cancelled":
@@ -456,6 +499,7 @@ class Watcher:
                 slot.error = None
                 slot.tail = ()
                 slot.delivered_tag = outcome.tag
+                self._round.add(slot.key)
         if outcome.state == "failed":
             tail = "\n".join(f"[{slot.key}]   {line}" for line in outcome.tail[-15:])
             self.log(f"[{slot.key}] FAILED: {outcome.error}" + (f"\n{tail}" if tail else ""))
@@ -515,6 +559,7 @@ class Watcher:
                 for key, s in self.slots.items()
             }
         return {
+            "exec": self.exec_command.status() if self.exec_command is not None else None,
             "pid": os.getpid(),
             "state": "stopped" if self._stop.is_set() else "running",
             "started": self.started,
