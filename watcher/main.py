@@ -67,6 +67,16 @@ def _common(p: argparse.ArgumentParser, *, formats: tuple[str, ...] = ("text", "
     )
 
 
+def _exec_flag(p: argparse.ArgumentParser, when: str) -> None:
+    p.add_argument(
+        "--exec",
+        dest="exec_command",
+        metavar="CMD",
+        help=f"run the shell command CMD {when}, from the config's directory, with the "
+        "variables of .devreg.env and DEVREG_IMAGES in its environment",
+    )
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="devreg",
@@ -128,6 +138,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="one build-and-deliver pass, then write .devreg.env")
     _common(p)
     p.add_argument("keys", nargs="*", metavar="KEY", help="image keys (default: all)")
+    _exec_flag(p, "once after the pass, when an image was delivered")
     p.add_argument(
         "--timeout", type=_positive_float, default=120.0, help="seconds to wait for the registry"
     )
@@ -144,6 +155,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--jobs", type=int, default=None, help="images built in parallel (default: CPUs)"
     )
+    _exec_flag(p, "after each round of deliveries (`.devreg.env` already written)")
     p.add_argument(
         "--timeout", type=_positive_float, default=120.0, help="seconds to wait for the registry"
     )

@@ -1,15 +1,20 @@
-"""``devreg build [KEY…]``: one build-and-deliver pass, then ``.devreg.env``."""
+"""``devreg build [KEY…] [--exec CMD]``: one build-and-deliver pass, then
+``.devreg.env``, then CMD once when an image was delivered."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 from hookpkg.errors import FatalError
 from watcher.contenttag import ContextIndex, DigestCache
+from watcher.exec_cmd import ExecCommand, ExecResult, check_exec
 from watcher.session import Session, require_config, stderr_log
 from watcher.state import StateDir
 
@@ -29,7 +34,9 @@ def build(
     fmt: str = "text",
     keys: list[str] | None = None,
     timeout: float = 120.0,
+    exec_command: str | None = None,
 ) -> int:
+    check_exec(exec_command)
     cfg = require_config(config)
     selected = list(keys or cfg.images)
     unknown = [k for k in selected if k not in cfg.images]
@@ -68,6 +75,16 @@ def build(
         pipeline.publish()
     finally:
         session.close()
+    delivered = [o.key for o in results if o.state in ("built", "pushed", "up-to-date")]
+    ran: ExecResult | None = None
+    if exec_command and delivered:
+        runner = ExecCommand(
+            exec_command, directory=cfg.directory, env_file=pipeline.env_path, log=stderr_log
+        )
+        with _sigterm_stops(runner):
+            ran = runner.run(delivered)
+    elif exec_command:
+        stderr_log(f"[exec] no image was delivered; not running `{exec_command}`")
     if fmt == "json":
         json.dump(
             {
@@ -83,6 +100,7 @@ def build(
                     for o in results
                 },
                 "env_file": str(pipeline.env_path),
+                "exec": ran.as_json() if ran is not None else None,
             },
             sys.stdout,
             indent=2,
@@ -90,4 +108,20 @@ def build(
         sys.stdout.write("\n")
     else:
         print(f"wrote {pipeline.env_path}")
-    return 1 if any(o.state == "failed" for o in results) else 0
+    failed = any(o.state == "failed" for o in results) or (ran is not None and not ran.ok)
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _sigterm_stops(runner: ExecCommand) -> Iterator[None]:
+    """SIGTERM while CMD runs stops it with its process group (``^C`` does
+    already: it interrupts the read loop, which kills the group)."""
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        runner.close()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

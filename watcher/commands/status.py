@@ -42,6 +42,7 @@ def status(
         "log": str(state.log_path) if state.log_path.exists() else None,
         "images": saved.get("images", {}),
         "config_errors": saved.get("config_errors", []),
+        "exec": saved.get("exec"),
         "updated": saved.get("updated"),
     }
     doc = {"watcher": watcher, "registry": _registry_info(config, context, namespace)}
@@ -76,6 +77,41 @@ def status(
             print(f"    error: {info['last_error']}")
             for line in info.get("last_error_tail", [])[-10:]:
                 print(f"      {line}")
+    if isinstance(watcher["exec"], dict):
+        for line in format_exec(watcher["exec"], now=time.time()):
+            print(f"  {line}")
     if isinstance(saved.get("updated"), (int, float)):
         print(f"  (status written {time.time() - saved['updated']:.0f} s ago)")
     return 0
+
+
+def format_exec(info: dict[str, Any], *, now: float) -> list[str]:
+    """The ``--exec`` command: its state and last run, then that run's last
+    lines when it failed::
+
+        exec `helm upgrade …`: FAILED, exited 3 after 0.05 s, 2 s ago (images app); 2 runs, 1 failed
+            Error: UPGRADE FAILED: …
+    """
+    last = info.get("last")
+    runs = f"{info.get('runs', 0)} run(s), {info.get('failures', 0)} failed"
+    if info.get("state") == "running":
+        since = info.get("running_since") or now
+        words = f"running for {now - since:.0f} s"
+        if last:
+            words += f" (previous run: {last['outcome']})"
+    elif not last:
+        words = "not run yet"
+    else:
+        state = {"ok": "ok", "failed": "FAILED"}.get(str(info.get("state")), "stopped")
+        ago = now - last["started"] - last["seconds"]
+        images = " ".join(last.get("images") or []) or "-"
+        words = (
+            f"{state}, {last['outcome']} after {last['seconds']:.2f} s, {ago:.0f} s ago "
+            f"(images {images}); {runs}"
+        )
+    if info.get("pending"):
+        words += "; a newer delivery waits for it"
+    lines = [f"exec `{info.get('command')}`: {words}"]
+    if last and not last.get("ok") and info.get("state") != "running":
+        lines += [f"    {line}" for line in (last.get("tail") or [])[-10:]]
+    return lines

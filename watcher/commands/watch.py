@@ -1,6 +1,8 @@
-"""``devreg watch [--detach]``: rebuild and deliver images when their sources
-change (SPEC §7). ``--detach`` starts the same command in the background with
-its log in ``.devreg/watch.log`` and returns once it is watching."""
+"""``devreg watch [--detach] [--exec CMD]``: rebuild and deliver images when
+their sources change (SPEC §7). ``--detach`` starts the same command in the
+background with its log in ``.devreg/watch.log`` and returns once it is
+watching. ``--exec CMD`` runs CMD after each round of deliveries
+(:mod:`watcher.exec_cmd`)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from types import FrameType
 
 from hookpkg.errors import FatalError
 from watcher.contenttag import DigestCache
+from watcher.dotenv import ENV_FILE
+from watcher.exec_cmd import ExecCommand, check_exec
 from watcher.session import Session, read_config, require_config
 from watcher.state import StateDir
 from watcher.watch import Watcher
@@ -40,16 +44,25 @@ def watch(
     debounce: float = 0.05,
     jobs: int | None = None,
     timeout: float = 120.0,
+    exec_command: str | None = None,
 ) -> int:
     if jobs is not None and jobs < 1:
         raise FatalError("--jobs must be at least 1", exit_code=2)
+    check_exec(exec_command)
     if detach:
-        return _detach(config, context, namespace, debounce, jobs, timeout)
+        return _detach(config, context, namespace, debounce, jobs, timeout, exec_command)
     cfg = require_config(config, log=_log)
     state = StateDir(cfg.directory)
     state.acquire()
     session = Session(context=context, namespace=namespace, timeout=timeout, log=_log)
     watcher: Watcher | None = None
+    runner = (
+        ExecCommand(
+            exec_command, directory=cfg.directory, env_file=cfg.directory / ENV_FILE, log=_log
+        )
+        if exec_command
+        else None
+    )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         _log(f"{signal.Signals(signum).name}: stopping")
@@ -70,10 +83,13 @@ def watch(
             jobs=jobs,
             log=_log,
             on_status=state.write_status,
+            exec_command=runner,
         )
         _log(
             f"watching {len(cfg.images)} image(s) of {cfg.path} (debounce {debounce * 1000:.0f} ms)"
         )
+        if runner is not None:
+            _log(f"after each delivery: `{runner.command}` (in {cfg.directory})")
         watcher.run()
         _log("stopped")
         return 0
@@ -91,6 +107,7 @@ def _detach(
     debounce: float,
     jobs: int | None,
     timeout: float,
+    exec_command: str | None,
 ) -> int:
     cfg = require_config(config)
     state = StateDir(cfg.directory)
@@ -107,6 +124,8 @@ def _detach(
         argv += ["--namespace", namespace]
     if jobs:
         argv += ["--jobs", str(jobs)]
+    if exec_command:
+        argv += ["--exec", exec_command]
     with open(state.log_path, "ab") as log:
         child = subprocess.Popen(
             argv,

@@ -56,3 +56,42 @@ def test_kind_load_and_no_second_build(tmp_path: Path, testenv: Any, docker_clie
         with contextlib.suppress(Exception):
             for img in docker_client.images.list(name=image):
                 docker_client.images.remove(img.id, force=True)
+
+
+@pytest.mark.slow
+def test_build_exec_runs_once_after_the_pass(
+    tmp_path: Path, testenv: Any, docker_client: Any
+) -> None:
+    """``devreg build --exec CMD``: CMD runs once, after ``.devreg.env`` is
+    written, with its variables; its failure makes ``build`` exit 1."""
+    image = f"ghcr.io/devreg-test/kindexec-{secrets.token_hex(4)}"
+    config = copy_example(tmp_path / "hello", image=image)
+    config.write_text(
+        config.read_text().replace("  enabled: true\n", "").replace("  localbuild: true\n", "")
+    )
+    project = config.parent
+    seen = tmp_path / "seen"
+    env = {
+        "KUBECONFIG": str(kubeconfig_with_context(testenv, tmp_path / "kubeconfig", "kind-dev")),
+        "PATH": f"{FAKE_KIND_DIR}{os.pathsep}{os.environ['PATH']}",
+        "DEVREG_FAKE_KIND_LOG": str(tmp_path / "kind-calls"),
+    }
+    command = f'echo "$RUNTIME_IMAGES_APP $DEVREG_IMAGES" > {seen}; pwd'
+    try:
+        done = devreg("build", "--format", "json", "--exec", command, cwd=project, env=env)
+        doc = json.loads(done.stdout)
+        tag = doc["images"]["app"]["tag"]
+        assert seen.read_text() == f"{image}:{tag} app\n"
+        assert doc["exec"]["ok"] and doc["exec"]["exit_code"] == 0
+        assert doc["exec"]["tail"] == [str(project)]
+        assert f"[exec] {project}\n" in done.stderr  # CMD's output: stderr, prefixed
+
+        failed = devreg("build", "--exec", "echo no >&2; exit 4", cwd=project, env=env, check=False)
+        assert failed.returncode == 1
+        assert "[exec] no\n" in failed.stderr
+        assert "[exec] FAILED: `echo no >&2; exit 4` exited 4 after " in failed.stderr
+        assert "the watcher goes on" not in failed.stderr
+    finally:
+        with contextlib.suppress(Exception):
+            for img in docker_client.images.list(name=image):
+                docker_client.images.remove(img.id, force=True)

@@ -257,3 +257,112 @@ def test_a_reader_never_sees_a_partial_env_file(tmp_path: Path, testenv: Any) ->
         assert len(set(seen)) >= 3 and set(seen) <= tags
     finally:
         _stop_and_check_nothing_is_left(project)
+
+
+# --- --exec CMD -------------------------------------------------------------------------------
+
+
+def _exec_status(project: Path) -> dict[str, Any]:
+    info: dict[str, Any] = _status(project)["watcher"]["exec"] or {}
+    return info
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_watch_exec_runs_after_each_delivery_and_a_slow_run_is_waited_for(
+    tmp_path: Path, testenv: Any
+) -> None:
+    """CMD gets the new variables after each delivery. A delivery during a
+    slow run waits for it; the deliveries that came meanwhile make one more
+    run, with the newest variables. Each run waits for a gate file named
+    after its tag (outside the project: a write into the build context would
+    be a change to build). `devreg stop` during a run ends it and all it
+    started."""
+    name = f"exec-{secrets.token_hex(4)}"
+    project = copy_example(tmp_path / "hello", image=f"ghcr.io/devreg-test/{name}").parent
+    runs, gates = tmp_path / "runs", tmp_path / "gates"
+    gates.mkdir()
+    command = (
+        f'pwd; echo "start $RUNTIME_IMAGES_APP_TAG $DEVREG_IMAGES" >> {runs}; '
+        f"while [ ! -e {gates}/$RUNTIME_IMAGES_APP_TAG ]; do sleep 0.05; done; "
+        f'echo "end $RUNTIME_IMAGES_APP" >> {runs}'
+    )
+    with published_registry(testenv, testenv.registry):
+        devreg("watch", "--detach", "--exec", command, cwd=project)
+    try:
+        tag0 = wait_for(lambda: _env_tag(project), what="the first delivery")
+        wait_for(lambda: _lines(runs) == [f"start {tag0} app"], what="the first run")
+        tag1 = _edit_and_see_it_delivered(project, testenv.registry, f"devreg-test/{name}")
+        wait_for(lambda: _exec_status(project).get("pending"), what="the waiting run")
+        tag2 = _edit_and_see_it_delivered(project, testenv.registry, f"devreg-test/{name}")
+        assert _lines(runs) == [f"start {tag0} app"]  # still the first run
+        (gates / tag0).touch()
+        (gates / tag2).touch()
+        ref = f"{testenv.registry}/devreg-test/{name}"
+        wait_for(
+            lambda: _lines(runs)[3:] == [f"end {ref}:{tag2}"], timeout=30, what="the second run"
+        )
+        assert _lines(runs) == [
+            f"start {tag0} app",
+            f"end {ref}:{tag0}",
+            f"start {tag2} app",  # tag1 is never deployed: tag2 had replaced it
+            f"end {ref}:{tag2}",
+        ]
+        assert tag1 not in runs.read_text()
+        info = wait_for(
+            lambda: (e := _exec_status(project))["state"] == "ok" and not e["pending"] and e,
+            what="the run to be recorded",
+        )
+        assert (info["command"], info["runs"], info["failures"]) == (command, 2, 0)
+        assert info["last"]["exit_code"] == 0 and info["last"]["images"] == ["app"]
+        log = (project / ".devreg" / "watch.log").read_text()
+        assert f"[exec] running `{command}` (images: app)" in log
+        assert f"[exec] {project}\n" in log  # pwd: the config's directory, output in the log
+
+        # A run in progress when the watcher stops is stopped with everything it started.
+        tag3 = _edit_and_see_it_delivered(project, testenv.registry, f"devreg-test/{name}")
+        wait_for(lambda: _lines(runs)[-1:] == [f"start {tag3} app"], what="the third run")
+        assert _exec_status(project)["state"] == "running"
+    finally:
+        _stop_and_check_nothing_is_left(project)
+    info = _exec_status(project)
+    assert info["state"] == "stopped" and info["last"]["outcome"] == "stopped with devreg"
+
+
+def test_watch_exec_failure_is_in_status_and_the_watcher_keeps_building(
+    tmp_path: Path, testenv: Any
+) -> None:
+    name = f"execfail-{secrets.token_hex(4)}"
+    project = copy_example(tmp_path / "hello", image=f"ghcr.io/devreg-test/{name}").parent
+    runs = tmp_path / "runs"
+    command = (
+        f'echo "ran $RUNTIME_IMAGES_APP_TAG" >> {runs}; '
+        "echo boom-$RUNTIME_IMAGES_APP_TAG >&2; exit 3"
+    )
+    with published_registry(testenv, testenv.registry):
+        devreg("watch", "--detach", "--exec", command, cwd=project)
+    try:
+        tag0 = wait_for(lambda: _env_tag(project), what="the first delivery")
+        info = wait_for(
+            lambda: (e := _exec_status(project))["state"] == "failed" and e,
+            what="the failed run in `devreg status`",
+        )
+        assert info["last"]["exit_code"] == 3 and info["last"]["outcome"] == "exited 3"
+        assert info["last"]["tail"] == [f"boom-{tag0}"]
+        # The watcher goes on: an edit is built and delivered, and CMD runs again.
+        tag1 = _edit_and_see_it_delivered(project, testenv.registry, f"devreg-test/{name}")
+        wait_for(lambda: _exec_status(project)["failures"] == 2, what="the second run")
+        assert _lines(runs) == [f"ran {tag0}", f"ran {tag1}"]
+        status = _status(project)
+        assert status["watcher"]["running"]
+        assert status["watcher"]["images"]["app"]["state"] == "ok"
+        text = devreg("status", cwd=project).stdout
+        assert f"  exec `{command}`: FAILED, exited 3 after " in text
+        assert f"\n      boom-{tag1}\n" in text
+        log = (project / ".devreg" / "watch.log").read_text()
+        assert f"[exec] boom-{tag1}" in log
+        assert "; the watcher goes on" in log
+    finally:
+        _stop_and_check_nothing_is_left(project)
