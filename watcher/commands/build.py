@@ -14,6 +14,7 @@ from types import FrameType
 
 from hookpkg.errors import FatalError
 from watcher.contenttag import ContextIndex, DigestCache
+from watcher.errors import EXIT_INTERRUPTED
 from watcher.exec_cmd import ExecCommand, ExecResult, check_exec
 from watcher.session import Session, require_config, stderr_log
 from watcher.state import StateDir
@@ -108,6 +109,8 @@ def build(
         sys.stdout.write("\n")
     else:
         print(f"wrote {pipeline.env_path}")
+    if ran is not None and ran.cancelled:
+        return EXIT_INTERRUPTED  # SIGTERM while CMD ran
     failed = any(o.state == "failed" for o in results) or (ran is not None and not ran.ok)
     return 1 if failed else 0
 

@@ -8,12 +8,21 @@ import contextlib
 import json
 import os
 import secrets
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.watcher.e2e import copy_example, devreg, kubeconfig_with_context
+from tests.watcher.e2e import (
+    copy_example,
+    devreg,
+    devreg_argv,
+    kubeconfig_with_context,
+    processes_mentioning,
+    wait_for,
+)
 from watcher import dotenv
 
 FAKE_KIND_DIR = Path(__file__).resolve().parents[1] / "bin"
@@ -92,6 +101,53 @@ def test_build_exec_runs_once_after_the_pass(
         assert "[exec] FAILED: `echo no >&2; exit 4` exited 4 after " in failed.stderr
         assert "the watcher goes on" not in failed.stderr
     finally:
+        with contextlib.suppress(Exception):
+            for img in docker_client.images.list(name=image):
+                docker_client.images.remove(img.id, force=True)
+
+
+@pytest.mark.slow
+def test_sigterm_during_build_exec_stops_it_with_its_group(
+    tmp_path: Path, testenv: Any, docker_client: Any
+) -> None:
+    image = f"ghcr.io/devreg-test/kindterm-{secrets.token_hex(4)}"
+    config = copy_example(tmp_path / "hello", image=image)
+    config.write_text(
+        config.read_text().replace("  enabled: true\n", "").replace("  localbuild: true\n", "")
+    )
+    project = config.parent
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig_with_context(testenv, tmp_path / "kubeconfig", "kind-dev")),
+        "PATH": f"{FAKE_KIND_DIR}{os.pathsep}{os.environ['PATH']}",
+        "DEVREG_FAKE_KIND_LOG": str(tmp_path / "kind-calls"),
+    }
+    marker = str(5000 + secrets.randbelow(1000))
+    build = subprocess.Popen(
+        [*devreg_argv(), "build", "--exec", f"sleep {marker} & sleep {marker}; echo never"],
+        cwd=project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: len(processes_mentioning(f"sleep {marker}")) >= 2,
+            timeout=120,
+            what="CMD to run",
+        )
+        build.send_signal(signal.SIGTERM)
+        _, err = build.communicate(timeout=30)
+        assert build.returncode == 130, err
+        assert f"[exec] `sleep {marker} & sleep {marker}; echo never` stopped with devreg" in err
+        wait_for(lambda: not processes_mentioning(f"sleep {marker}"), what="no sleep left")
+        assert not processes_mentioning(str(project))
+    finally:
+        if build.poll() is None:
+            build.kill()
+            build.wait()
         with contextlib.suppress(Exception):
             for img in docker_client.images.list(name=image):
                 docker_client.images.remove(img.id, force=True)
