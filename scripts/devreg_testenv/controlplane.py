@@ -4,6 +4,7 @@ PersistentVolume provisioner loop; the bootstrap objects (RBAC, StorageClass, no
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import ssl
 import sys
@@ -11,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .common import (
@@ -495,9 +497,9 @@ def up_kube(state: dict[str, Any]) -> None:
             60,
         )
 
-    if not proc_alive(state, "provisioner"):
+    argv = provisioner_argv()
+    if not (proc_alive(state, "provisioner") and same_argv(state, "provisioner", argv)):
         stop_process(state, "provisioner")
-        argv = [sys.executable, str(LAUNCHER), "_provisioner"]
         log("kube: starting the PersistentVolume provisioner loop")
         proc = start_process(
             state, "provisioner", argv, env={"DEVREG_TESTENV_DIR": str(STATE)}, match=argv
@@ -530,6 +532,15 @@ def up_kube(state: dict[str, Any]) -> None:
     )
 
 
+def provisioner_argv() -> list[str]:
+    """The provisioner loop's command line, naming a digest of the code it runs: a loop
+    started from older code (the mode of its directories, say) is restarted by ``up``
+    and reported by ``env``, instead of running on unseen."""
+    code = (Path(__file__).resolve().parent / "provisioner.py").read_bytes()
+    digest = hashlib.sha256(code).hexdigest()[:12]
+    return [sys.executable, str(LAUNCHER), "_provisioner", f"--code={digest}"]
+
+
 def same_argv(state: dict[str, Any], name: str, argv: list[str]) -> bool:
     rec = state["procs"].get(name) or {}
     return bool(rec.get("argv") == argv)
@@ -547,6 +558,8 @@ def kube_problems(state: dict[str, Any]) -> list[str]:
     for name in KUBE_PROCESSES:
         if not proc_alive(state, name):
             problems.append(f"{name} is not running")
+    if proc_alive(state, "provisioner") and not same_argv(state, "provisioner", provisioner_argv()):
+        problems.append("the provisioner runs older code (`scripts/testenv up kube` restarts it)")
     if not problems:
         kube = Kube(int(state["ports"]["kube-apiserver"]))
         if not https_ok(f"{kube.base}/readyz", kube):

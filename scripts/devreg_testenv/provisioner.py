@@ -1,5 +1,7 @@
 """The PersistentVolume provisioner (`scripts/testenv _provisioner`, started by part `kube`):
-a loop standing in for a CSI driver (no kubelet here)."""
+a loop standing in for a CSI driver.  Its PersistentVolumes are hostPath directories under
+``<state>/pv/``; the real nodes (part ``nodes``) share this machine's filesystem, so a pod
+on either of them mounts the same directory."""
 
 from __future__ import annotations
 
@@ -55,6 +57,14 @@ def provision_once(kube: Kube, pv_root: Path) -> None:
         name = f"pvc-{meta['uid']}"
         path = pv_root / name
         path.mkdir(parents=True, exist_ok=True)
+        # World-writable, as the local-path-provisioner of kind and k3s makes its own
+        # (`mkdir -m 0777 -p "$VOL_DIR"`): the real kubelet bind-mounts this directory
+        # as it is (a hostPath volume gets no fsGroup ownership change), and the pod
+        # that claims it runs as whatever user its image or securityContext says
+        # (devreg's registry: uid 1000, read-only root filesystem). Made by root under
+        # umask 022 it would be 0755 root:root, and the registry's first push would
+        # fail: "mkdir /var/lib/registry/docker: permission denied".
+        path.chmod(0o777)
         pv = {
             "apiVersion": "v1",
             "kind": "PersistentVolume",

@@ -198,10 +198,20 @@ def test_kwok_runs_only_pods_that_ask_for_its_nodes(kube_api_client: Any, namesp
 
 
 def test_statefulset_claims_bind_and_pod_runs(kube_api_client: Any, namespace: str) -> None:
+    """A claim binds to a provisioned hostPath volume that a real kubelet mounts, and a
+    pod running as uid 1000 with a read-only root filesystem (as devreg's registry
+    does) can write into it: the provisioner makes its directories world-writable."""
     from kubernetes import client
 
     apps = client.AppsV1Api(kube_api_client)
     core = client.CoreV1Api(kube_api_client)
+    writer = BUSYBOX_SLEEPER | {
+        "name": "db",
+        "command": ["sh", "-c", "echo written-by-$(id -u) > /data/f && exec sleep 3600"],
+        "readinessProbe": {"exec": {"command": ["cat", "/data/f"]}, "periodSeconds": 1},
+        "securityContext": {"runAsUser": 1000, "readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    }
     apps.create_namespaced_stateful_set(
         namespace,
         {
@@ -214,7 +224,7 @@ def test_statefulset_claims_bind_and_pod_runs(kube_api_client: Any, namespace: s
                 "selector": {"matchLabels": {"app": "db"}},
                 "template": {
                     "metadata": {"labels": {"app": "db"}},
-                    "spec": {"containers": [BUSYBOX_SLEEPER | {"name": "db"}]},
+                    "spec": {"terminationGracePeriodSeconds": 0, "containers": [writer]},
                 },
                 "volumeClaimTemplates": [
                     {
@@ -243,6 +253,14 @@ def test_statefulset_claims_bind_and_pod_runs(kube_api_client: Any, namespace: s
         lambda: apps.read_namespaced_stateful_set("db", namespace).status.ready_replicas == 1,
         90,
     )
+    pod = core.read_namespaced_pod("db-0", namespace)
+    node = core.read_node(pod.spec.node_name)
+    assert node.status.node_info.container_runtime_version.startswith("containerd://")
+    pv = core.read_persistent_volume(pvc.spec.volume_name)
+    written = Path(pv.spec.host_path.path) / "f"
+    assert written.read_text() == "written-by-1000\n"
+    assert written.stat().st_uid == 1000
+    assert written.parent.stat().st_mode & 0o777 == 0o777
 
 
 def test_nodeport_comes_from_the_allocator(kube_api_client: Any, namespace: str) -> None:
