@@ -183,14 +183,16 @@ class PrivateDockerd:
     """A second Docker engine of this test's own, so that killing and
     restarting it harms no one else's tests.
 
-    It runs in a network namespace of its own (``unshare --net``): dockerd
+    It runs in a network namespace of its own (``unshare --net``, or a named one
+    such as the test environment's "away" namespace): dockerd
     creates (and, with ``--bridge=none``, deletes) the host's ``docker0``
     bridge, and the shared engine needs it. Its data root survives a restart,
     as a real engine's does.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, netns: str | None = None) -> None:
         self.root = root
+        self.netns = netns  # a named network namespace to run in (else a new, empty one)
         self.socket = root / "docker.sock"
         self.host = f"unix://{self.socket}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -200,9 +202,11 @@ class PrivateDockerd:
         log = open(self.root / "dockerd.log", "ab")  # noqa: SIM115 - kept open while it runs
         self.proc = subprocess.Popen(
             [
-                "unshare",
-                "--net",
-                "--",
+                *(
+                    ["nsenter", f"--net=/var/run/netns/{self.netns}"]
+                    if self.netns
+                    else ["unshare", "--net", "--"]
+                ),
                 "dockerd",
                 "--host",
                 self.host,
