@@ -5,12 +5,14 @@ rejected before anything reaches the cluster."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.watcher.e2e import published_registry
+from tests.watcher.e2e import devreg_argv, published_registry
 from tests.watcher.registries import free_port
 from watcher.kube import Kube
 from watcher.main import main
@@ -143,3 +145,45 @@ def test_unknown_context(tmp_path: Path, testenv: Any, capsys: pytest.CaptureFix
     assert rc == 1
     assert "context 'nope' is not in the kubeconfig" in err
     assert testenv.context in err  # the contexts there are listed
+
+
+def test_up_away_from_the_nodes_reaches_the_registry_through_a_port_forward(
+    testenv: Any, namespace: str, tmp_path: Path
+) -> None:
+    """From the environment's 'away' network namespace (a laptop: no node,
+    no node port answers there) `up` waits for localhost alone for 3 s after
+    the new registry became Ready, then reaches it through a real
+    port-forward (the API server to the node's kubelet to the pod)."""
+    netns = os.environ.get("DEVREG_TEST_AWAY_NETNS")
+    kubeconfig = os.environ.get("DEVREG_TEST_AWAY_KUBECONFIG")
+    if not netns or not kubeconfig:
+        pytest.skip("the test environment has no 'away' network namespace")
+    cfg = str(write_config(tmp_path))
+
+    def up_away(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", netns, "env", f"KUBECONFIG={kubeconfig}", *devreg_argv(),
+             "up", "-c", cfg, "--context", testenv.context, "--namespace", namespace, *args],
+            capture_output=True, text=True, timeout=180, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    first = up_away()
+    assert first.returncode == 0, first.stderr
+    port = int(first.stdout.split("node port  ", 1)[1].split()[0])
+    assert first.stdout.splitlines()[0] == f"registry localhost:{port} is ready"
+    assert first.stdout.splitlines()[-1] == (
+        f"  reach      through a port-forward 127.0.0.1:{port} -> the registry pod "
+        "(verified; it ends with this command, `devreg watch` keeps its own)"
+    )
+    assert (
+        f"waiting for localhost:{port} to answer GET /v2/ (the registry has just become Ready; "
+        "a port-forward is tried too after 3 s;"
+    ) in first.stderr
+    assert f"devreg: port-forward 127.0.0.1:{port} answers after " in first.stderr
+
+    again = up_away("--format", "json")  # Ready already: both ways at once, no wait
+    assert again.returncode == 0, again.stderr
+    doc = json.loads(again.stdout)
+    assert (doc["reach"], doc["push_host"]) == ("port-forward", f"127.0.0.1:{port}")
+    assert doc["pod"] and doc["pod"].startswith("registry-")
+    assert "waiting for" not in again.stderr
