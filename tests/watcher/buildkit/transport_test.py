@@ -349,10 +349,12 @@ def test_build_through_the_exec_framing(
 
 def test_exec_against_the_real_api_server(kube_api_client: Any) -> None:
     """The pod lookup and the exec request against the real kube-apiserver of
-    the test environment: kwok makes the pod Ready, the API server accepts the
-    exec websocket (v5 channels, the real framing) but no kubelet serves exec,
-    so its Status on the error channel says it could not reach the node;
-    devreg reports which pod and container, without the kubelet URL's query."""
+    the test environment, for a pod on a node whose kubelet cannot be reached:
+    the pod asks for one of kwok's tainted nodes, kwok makes it Ready, the API
+    server accepts the exec websocket (v5 channels, the real framing) but no
+    kubelet serves exec, so its Status on the error channel says it could not
+    reach the node; devreg reports which pod and container, without the kubelet
+    URL's query."""
     from kubernetes import client
 
     core = client.CoreV1Api(kube_api_client)
@@ -362,10 +364,12 @@ def test_exec_against_the_real_api_server(kube_api_client: Any) -> None:
         pod = {
             "metadata": {"name": "registry-abc", "labels": {"app": "registry"}},
             "spec": {
+                "nodeSelector": {"type": "kwok"},
+                "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
                 "containers": [
                     {"name": "registry", "image": "registry:2.8.1"},
                     {"name": "buildkitd", "image": "moby/buildkit:master-rootless"},
-                ]
+                ],
             },
         }
         core.create_namespaced_pod(namespace, pod)
