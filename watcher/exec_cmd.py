@@ -236,6 +236,8 @@ class ExecCommand:
                 )
                 self.on_change()
                 continue
+            if self._stop.is_set():  # closed meanwhile: do not start what would be killed
+                return
             self.run(images)
 
     def status(self) -> dict[str, Any]:
