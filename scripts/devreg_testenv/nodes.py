@@ -75,6 +75,8 @@ NETNS_DIR = Path("/var/run/netns")
 AWAY_NETNS = "devreg-away"
 AWAY_VETH = "devreg-vaway"
 AWAY_IP = "10.200.0.100"
+OFFLINE_REGISTRIES = ("docker.io", "ghcr.io", "quay.io", "gcr.io", "registry.k8s.io")
+OFFLINE_SERVER = "http://127.0.0.1:9"  # discard: nothing listens there
 ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
 OWNER_FILE = Path("/run/devreg-testenv/nodes-owner")
 PACKAGES = (
@@ -356,7 +358,28 @@ disabled_plugins = [
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN}"
     conf_dir = "{d}/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    # hosts.toml per registry host (see OFFLINE_REGISTRIES)
+    config_path = "{d}/certs.d"
 """
+
+
+def registry_hosts(node: Node) -> dict[Path, str]:
+    """containerd's hosts.toml for the public registries: their server is a closed
+    port on loopback, so a pull that would go out (an image missing from the node)
+    fails at once, here, instead of leaving the machine (nothing can be pulled here,
+    and these machines send nothing but package-registry traffic out).  Hosts without
+    a file, such as ``localhost:<nodePort>``, keep containerd's defaults (plain HTTP
+    for localhost)."""
+    return {
+        node.dir / "certs.d" / host / "hosts.toml": (
+            f"# {host}: nothing is pulled from outside in the test environment\n"
+            f'server = "{OFFLINE_SERVER}"\n\n'
+            # containerd 1.6 refuses a file without a host table ("invalid `host` tree")
+            f'[host."{OFFLINE_SERVER}"]\n  capabilities = ["pull", "resolve"]\n'
+        )
+        for host in OFFLINE_REGISTRIES
+    }
 
 
 def cni_config(node: Node) -> str:
@@ -575,6 +598,8 @@ def up_node(state: dict[str, Any], kube: Kube, node: Node, api_port: int) -> Non
         (d / sub).mkdir(parents=True, exist_ok=True)
     changed = write_if_changed(d / "containerd.toml", containerd_config(node))
     changed |= write_if_changed(d / "cni" / "net.d" / "10-devreg.conflist", cni_config(node))
+    for path, text in registry_hosts(node).items():
+        write_if_changed(path, text)  # read at each pull: no restart needed
     if changed or not proc_alive(state, node.proc("containerd")):
         stop_process(state, node.proc("containerd"))
         start_node_process(
