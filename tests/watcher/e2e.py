@@ -129,6 +129,17 @@ def published_registry(testenv: Any, host: str) -> Iterator[None]:
             kube.delete("ConfigMap", kep1755.NAMESPACE, kep1755.NAME)
 
 
+@contextlib.contextmanager
+def no_published_registry(testenv: Any) -> Iterator[None]:
+    """While held, no test process publishes a registry (KEP-1755) on the
+    shared API server: for tests that need devreg to deploy its own. A
+    shared lock on the file :func:`published_registry` locks exclusively."""
+    lock_path = Path(testenv.state_dir) / "kep1755.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield
+
+
 def processes_mentioning(text: str) -> list[tuple[int, str]]:
     """Live processes whose command line or working directory contains
     ``text`` (a test's temporary directory): what a stopped watcher must not

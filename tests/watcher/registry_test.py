@@ -5,6 +5,7 @@ of an unreachable API server."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.server
 import json
 import secrets
@@ -252,8 +253,11 @@ def namespace(testenv: Any) -> Iterator[str]:
 @pytest.fixture
 def kep_configmap(testenv: Any) -> Iterator[str]:
     """The cluster publishes the loopback registry (KEP-1755) for the test's
-    duration. It is cluster-wide: kept as short as the test."""
-    with Kube(testenv.context) as kube:
+    duration. It is cluster-wide: kept as short as the test, and taken in
+    turns with other test processes (the lock of ``published_registry``)."""
+    lock_path = Path(testenv.state_dir) / "kep1755.lock"
+    with open(lock_path, "a") as lock, Kube(testenv.context) as kube:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         kube.apply(
             {
                 "apiVersion": "v1",
@@ -271,6 +275,16 @@ def kep_configmap(testenv: Any) -> Iterator[str]:
             yield testenv.registry
         finally:
             kube.delete("ConfigMap", kep1755.NAMESPACE, kep1755.NAME)
+
+
+@pytest.fixture
+def own_registry(testenv: Any) -> Iterator[None]:
+    """No registry published by the cluster while the test runs: devreg
+    deploys its own."""
+    from tests.watcher.e2e import no_published_registry
+
+    with no_published_registry(testenv):
+        yield
 
 
 def test_kep1755_registry_is_used_instead_of_deploying(
@@ -296,7 +310,9 @@ def test_kep1755_registry_is_used_instead_of_deploying(
     assert any("KEP-1755" in line for line in logged)
 
 
-def test_a_new_registry_is_waited_for_until_it_answers_here(testenv: Any, namespace: str) -> None:
+def test_a_new_registry_is_waited_for_until_it_answers_here(
+    testenv: Any, namespace: str, own_registry: None
+) -> None:
     """What the brief's real node showed: right after creation the pod is
     Ready but the node port still refuses (kube-proxy rejects a Service
     whose EndpointSlice does not list the pod yet). One try, as before,
@@ -392,7 +408,7 @@ def test_a_published_registry_that_answers_late_is_waited_for(testenv: Any, tmp_
 
 
 def test_node_port_answering_on_localhost_is_used(
-    testenv: Any, namespace: str, tmp_path: Path
+    testenv: Any, namespace: str, own_registry: None, tmp_path: Path
 ) -> None:
     """What a kind or minikube cluster gives: the node port answers on this
     machine. A real registry process stands in for the node's port."""
@@ -420,7 +436,7 @@ def test_node_port_answering_on_localhost_is_used(
     assert f"Deployment {namespace}/registry" in lines[1] and "Ready" in lines[1]
 
 
-def test_status_when_nothing_is_deployed(testenv: Any, namespace: str) -> None:
+def test_status_when_nothing_is_deployed(testenv: Any, namespace: str, own_registry: None) -> None:
     cfg = config(LocalRegistry(), image("app", "org/app"))
     info = status_info(config=cfg, context=testenv.context, namespace=namespace)
     assert not info["deployed"] and not info["answers"]

@@ -16,3 +16,13 @@ def namespace(testenv: Any) -> Iterator[str]:
     yield name
     with Kube(testenv.context) as kube:
         kube.delete("Namespace", None, name)
+
+
+@pytest.fixture
+def own_registry(testenv: Any) -> Iterator[None]:
+    """No registry published by the cluster (KEP-1755) while the test runs:
+    devreg deploys its own."""
+    from tests.watcher.e2e import no_published_registry
+
+    with no_published_registry(testenv):
+        yield

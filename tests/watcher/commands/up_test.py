@@ -43,7 +43,11 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_up_text_then_json_then_down(
-    testenv: Any, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    testenv: Any,
+    namespace: str,
+    own_registry: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A new registry on the test environment's real nodes: `up` says
     "ready" only once localhost:<nodePort> answers (kube-proxy of the node on
@@ -148,7 +152,7 @@ def test_unknown_context(tmp_path: Path, testenv: Any, capsys: pytest.CaptureFix
 
 
 def test_up_away_from_the_nodes_reaches_the_registry_through_a_port_forward(
-    testenv: Any, namespace: str, tmp_path: Path
+    testenv: Any, namespace: str, own_registry: None, tmp_path: Path
 ) -> None:
     """From the environment's 'away' network namespace (a laptop: no node,
     no node port answers there) `up` waits for localhost alone for 3 s after

@@ -111,7 +111,9 @@ def test_watch_detach_kep1755_registry(tmp_path: Path, testenv: Any) -> None:
     assert not _status(project)["watcher"]["running"]
 
 
-def test_watch_detach_node_port_on_localhost(tmp_path: Path, testenv: Any, namespace: str) -> None:
+def test_watch_detach_node_port_on_localhost(
+    tmp_path: Path, testenv: Any, namespace: str, own_registry: None
+) -> None:
     """The registry devreg deploys, reached at ``localhost:<nodePort>`` as on
     kind or minikube. No kubelet here: a registry process on the node port
     stands in for the node (the same stand-in as registry_test)."""
