@@ -147,6 +147,12 @@ def cmd_status() -> int:
             log(f"  {name}: pid {rec['pid']}, RSS {kib / 1024:.0f} MiB (with its children)")
         else:
             log(f"  {name}: pid {rec['pid']} gone")
+    for part_name, record in PARTS.items():
+        if record.memory is not None and part_name in state["parts"]:
+            for what, pids in record.memory(state):
+                kib = sum(rss_kib(pid) for pid in pids)
+                total += kib
+                log(f"  {what}: {len(pids)} processes, RSS {kib / 1024:.0f} MiB (with children)")
     if total:
         log(f"  memory: {total / 1024:.0f} MiB RSS in all")
     return rc if state["parts"] else 1

@@ -227,6 +227,8 @@ class Part:
     """Parts that `up` brings up with it; they come before it in cli.PARTS."""
     down: Callable[[dict[str, Any]], None] | None = None
     """What `down` must undo besides stopping the processes (before they stop)."""
+    memory: Callable[[dict[str, Any]], list[tuple[str, list[int]]]] | None = None
+    """For `status`: groups of processes it runs that are not its processes' children."""
 
 
 # ---------------------------------------------------------------------------------------

@@ -752,17 +752,30 @@ def down_node(state: dict[str, Any], node: Node) -> None:
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
-def kill_shims(node: Node) -> None:
-    """containerd's shims outlive it; the ones of this node carry its socket."""
+def shim_pids(node: Node) -> list[int]:
+    """The node's containerd shims (each the parent of a pod's containers): they are
+    daemons of their own, not children of containerd, and carry its socket."""
+    pids = []
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        cmd = proc_cmdline(int(proc.name))
-        if cmd and cmd[0].endswith("containerd-shim-runc-v2") and str(node.sock) in cmd:
-            with contextlib.suppress(OSError):
-                os.killpg(int(proc.name), 9)
-            with contextlib.suppress(OSError):
-                os.kill(int(proc.name), 9)
+        if proc.name.isdigit():
+            cmd = proc_cmdline(int(proc.name))
+            if cmd and cmd[0].endswith("containerd-shim-runc-v2") and str(node.sock) in cmd:
+                pids.append(int(proc.name))
+    return pids
+
+
+def kill_shims(node: Node) -> None:
+    """containerd's shims outlive it."""
+    for pid in shim_pids(node):
+        with contextlib.suppress(OSError):
+            os.killpg(pid, 9)
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)
+
+
+def nodes_memory(state: dict[str, Any]) -> list[tuple[str, list[int]]]:
+    """For `status`: the pods of each node (its shims and their containers)."""
+    return [(f"pods on {node.name} (shims and containers)", shim_pids(node)) for node in NODES]
 
 
 def down_nodes(state: dict[str, Any]) -> None:
@@ -860,4 +873,5 @@ PART = Part(
     ),
     needs=("images", "kube"),
     down=down_nodes,
+    memory=nodes_memory,
 )
