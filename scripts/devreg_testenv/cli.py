@@ -7,7 +7,7 @@
     scripts/testenv status         which part runs, each process's memory (stderr); exit 1 if down
     scripts/testenv build          build (or find cached) the Kubernetes binaries only
 
-PARTs: docker, images, registry, kube, nodes (default: all five, in that order).
+PARTs: docker, images, registry, kube, nodes, buildkit (default: all six, in that order).
 
 Only `export NAME=value` lines go to stdout, so `eval "$(scripts/testenv up)"` works;
 progress and errors go to stderr.  Python 3.11 standard library only: this runs before
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import controlplane, docker, images, nodes, registry
+from . import buildkit, controlplane, docker, images, nodes, registry
 from .common import (
     STATE,
     Part,
@@ -54,6 +54,7 @@ PARTS: dict[str, Part] = {
     "registry": registry.PART,
     "kube": controlplane.PART,
     "nodes": nodes.PART,
+    "buildkit": buildkit.PART,
 }
 PROCESSES = tuple(name for part in PARTS.values() for name in part.processes)
 

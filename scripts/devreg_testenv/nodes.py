@@ -512,10 +512,11 @@ def node_images() -> tuple[str, ...]:
     return (BASE_IMAGE, REGISTRY_IMAGE, SANDBOX_IMAGE, *EXTRA_IMAGES)
 
 
-def import_images(node: Node) -> None:
-    """Import each test image whose id the node's containerd does not have yet."""
+def import_images(node: Node, images: tuple[str, ...] | None = None) -> None:
+    """Import each test image (or each of ``images``) whose id the node's containerd
+    does not have yet."""
     have = set(crictl(node, "images", "-q").stdout.split())
-    missing = [img for img in node_images() if docker_image_id(img) not in have]
+    missing = [img for img in images or node_images() if docker_image_id(img) not in have]
     if not missing:
         return
     log(f"nodes: importing {', '.join(missing)} into {node.name}")
