@@ -7,7 +7,8 @@
     scripts/testenv status         which part runs, each process's memory (stderr); exit 1 if down
     scripts/testenv build          build (or find cached) the Kubernetes binaries only
 
-PARTs: docker, images, registry, kube, nodes, buildkit (default: all six, in that order).
+PARTs: docker, images, registry, kube, nodes, kind, buildkit (default: all seven, in that
+order).
 
 Only `export NAME=value` lines go to stdout, so `eval "$(scripts/testenv up)"` works;
 progress and errors go to stderr.  Python 3.11 standard library only: this runs before
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import buildkit, controlplane, docker, images, nodes, registry
+from . import buildkit, controlplane, docker, images, kind, nodes, registry
 from .common import (
     STATE,
     Part,
@@ -54,6 +55,7 @@ PARTS: dict[str, Part] = {
     "registry": registry.PART,
     "kube": controlplane.PART,
     "nodes": nodes.PART,
+    "kind": kind.PART,
     "buildkit": buildkit.PART,
 }
 PROCESSES = tuple(name for part in PARTS.values() for name in part.processes)

@@ -378,7 +378,7 @@ def up_kube(state: dict[str, Any]) -> None:
 
     api_alive = proc_alive(state, "kube-apiserver")
     api_port = port_for(state, "kube-apiserver", "DEVREG_TESTENV_APISERVER_PORT", running=api_alive)
-    write_kubeconfigs(api_port)
+    write_kubeconfigs(api_port, state.get("kubeconfig_contexts"))
     kube = Kube(api_port)
     readyz = f"{kube.base}/readyz"
     argv = [

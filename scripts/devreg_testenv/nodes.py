@@ -235,12 +235,16 @@ def network_down() -> None:
 
 
 def node_cert(node: Node) -> tuple[Path, Path]:
-    """A client certificate in system:nodes, as the kubelet's bootstrap would get."""
+    return node_client_cert(node.name, f"nodes ({node.name})")
+
+
+def node_client_cert(name: str, part: str) -> tuple[Path, Path]:
+    """A client certificate in system:nodes, as the kubelet's bootstrap would get
+    (also for the kind node, kind.py)."""
     d = pki()
-    crt, key = d / f"node-{node.name}.crt", d / f"node-{node.name}.key"
+    crt, key = d / f"node-{name}.crt", d / f"node-{name}.key"
     if crt.exists() and key.exists():
         return crt, key
-    part = f"nodes ({node.name})"
     openssl(
         part,
         "req",
@@ -250,11 +254,11 @@ def node_cert(node: Node) -> tuple[Path, Path]:
         "-keyout",
         key.name,
         "-out",
-        f"node-{node.name}.csr",
+        f"node-{name}.csr",
         "-subj",
-        f"/O=system:nodes/CN=system:node:{node.name}",
+        f"/O=system:nodes/CN=system:node:{name}",
     )
-    ext = d / f"node-{node.name}.ext"
+    ext = d / f"node-{name}.ext"
     ext.write_text(
         "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
     )
@@ -263,7 +267,7 @@ def node_cert(node: Node) -> tuple[Path, Path]:
         "x509",
         "-req",
         "-in",
-        f"node-{node.name}.csr",
+        f"node-{name}.csr",
         "-CA",
         "ca.crt",
         "-CAkey",
@@ -372,14 +376,18 @@ def registry_hosts(node: Node) -> dict[Path, str]:
     a file, such as ``localhost:<nodePort>``, keep containerd's defaults (plain HTTP
     for localhost)."""
     return {
-        node.dir / "certs.d" / host / "hosts.toml": (
-            f"# {host}: nothing is pulled from outside in the test environment\n"
-            f'server = "{OFFLINE_SERVER}"\n\n'
-            # containerd 1.6 refuses a file without a host table ("invalid `host` tree")
-            f'[host."{OFFLINE_SERVER}"]\n  capabilities = ["pull", "resolve"]\n'
-        )
-        for host in OFFLINE_REGISTRIES
+        node.dir / "certs.d" / host / "hosts.toml": hosts_toml(host) for host in OFFLINE_REGISTRIES
     }
+
+
+def hosts_toml(host: str) -> str:
+    """containerd's hosts.toml sending ``host``'s pulls to a closed loopback port."""
+    return (
+        f"# {host}: nothing is pulled from outside in the test environment\n"
+        f'server = "{OFFLINE_SERVER}"\n\n'
+        # containerd 1.6 refuses a file without a host table ("invalid `host` tree")
+        f'[host."{OFFLINE_SERVER}"]\n  capabilities = ["pull", "resolve"]\n'
+    )
 
 
 def cni_config(node: Node) -> str:
@@ -422,30 +430,39 @@ def kubelet_config(node: Node, healthz_port: int) -> str:
         },
         "authorization": {"mode": "AlwaysAllow"},
         "containerRuntimeEndpoint": f"unix://{node.sock}",
-        # cgroup v1 and this sandbox's limits (see the module docstring)
-        "cgroupDriver": "cgroupfs",
-        "failCgroupV1": False,
-        "failSwapOn": False,
-        "cgroupsPerQOS": False,
-        "enforceNodeAllocatable": [],
+        **KUBELET_CGROUP_SETTINGS,
         "podLogsDir": str(node.dir / "pod-logs"),
-        "serializeImagePulls": False,
-        # The imported test images must stay: no image garbage collection, and no
-        # eviction because the shared disk of a test machine runs fuller than a node's.
-        "imageGCHighThresholdPercent": 100,
-        "imageGCLowThresholdPercent": 99,
-        "evictionHard": {
-            "memory.available": "1Mi",
-            "nodefs.available": "1%",
-            "imagefs.available": "1%",
-        },
-        "nodeStatusReportFrequency": "10s",
-        "syncFrequency": "10s",
-        "fileCheckFrequency": "10s",
-        "registerNode": True,
-        "resolvConf": "/etc/resolv.conf",
+        **KUBELET_SANDBOX_SETTINGS,
     }
     return json.dumps(cfg, indent=2) + "\n"
+
+
+# Kubelet settings of every real node, the kind node's too (kind.py).
+KUBELET_CGROUP_SETTINGS: dict[str, Any] = {
+    # cgroup v1 and this sandbox's limits (see the module docstring)
+    "cgroupDriver": "cgroupfs",
+    "failCgroupV1": False,
+    "failSwapOn": False,
+    "cgroupsPerQOS": False,
+    "enforceNodeAllocatable": [],
+}
+KUBELET_SANDBOX_SETTINGS: dict[str, Any] = {
+    "serializeImagePulls": False,
+    # The imported test images must stay: no image garbage collection, and no
+    # eviction because the shared disk of a test machine runs fuller than a node's.
+    "imageGCHighThresholdPercent": 100,
+    "imageGCLowThresholdPercent": 99,
+    "evictionHard": {
+        "memory.available": "1Mi",
+        "nodefs.available": "1%",
+        "imagefs.available": "1%",
+    },
+    "nodeStatusReportFrequency": "10s",
+    "syncFrequency": "10s",
+    "fileCheckFrequency": "10s",
+    "registerNode": True,
+    "resolvConf": "/etc/resolv.conf",
+}
 
 
 def kube_proxy_config(node: Node, healthz_port: int, metrics_port: int) -> str:

@@ -149,7 +149,10 @@ def kubeconfig_text(
     return json.dumps(cfg, indent=2) + "\n"
 
 
-def write_kubeconfigs(port: int) -> None:
+def write_kubeconfigs(port: int, extra_contexts: dict[str, list[str]] | None = None) -> None:
+    """``<state>/kubeconfig`` and the components' kubeconfigs.  ``extra_contexts`` (name:
+    [user, namespace], kept in the state file by the parts that add them, such as
+    ``kind-devreg-kind``) are more contexts of the admin's kubeconfig on the same cluster."""
     server = f"https://127.0.0.1:{port}"
     kube = STATE / "kube"
     kube.mkdir(parents=True, exist_ok=True)
@@ -160,6 +163,7 @@ def write_kubeconfigs(port: int) -> None:
             {
                 CONTEXT: ("devreg-admin", "default"),
                 LIMITED_CONTEXT: (LIMITED_USER, LIMITED_NAMESPACE),
+                **{name: (user, ns) for name, (user, ns) in (extra_contexts or {}).items()},
             },
             CONTEXT,
         ),

@@ -10,6 +10,8 @@ Session fixtures:
 * ``kube_api_client``: a kubernetes ``ApiClient`` for context ``devreg-test`` (admin).
 * ``limited_kube_api_client``: the same for ``devreg-test-limited`` (may not create
   Deployments in ``devreg-limited``).
+* ``kind_cluster``: the kind cluster of part ``kind`` (:class:`KindCluster`: its name,
+  context, node container, the kind binary and the PATH kind runs with).
 
 With ``CI=true`` an environment that cannot start fails the test run; elsewhere the tests
 that need it are skipped with the reason.  Tests using these fixtures get the ``testenv``
@@ -18,6 +20,7 @@ marker automatically (``-m "not testenv"`` runs the rest).
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -39,6 +42,7 @@ FIXTURES = (
     "kube_api_client",
     "limited_kube_api_client",
     "real_nodes",
+    "kind_cluster",
 )
 
 
@@ -214,8 +218,15 @@ class RealNode:
         return ["nsenter", f"--net=/var/run/netns/{self.netns}", *argv]
 
 
+# The kind node (scripts/testenv part ``kind``) is real too, but a container of its own
+# that only the kind tests use (tainted; its loopback is not this machine's): the tests
+# that want "every real node" leave it out.
+KIND_NODE_LABEL = ("devreg.test/node", "kind")
+
+
 def find_real_nodes(api_client: Any, testenv: TestEnv) -> list[RealNode]:
-    """The Ready nodes whose runtime is containerd, found through the API as a user would."""
+    """The Ready nodes whose runtime is containerd, found through the API as a user would
+    (not the kind node: ``KIND_NODE_LABEL``)."""
     from kubernetes import client
 
     netns = dict(testenv.node_netns)
@@ -223,7 +234,8 @@ def find_real_nodes(api_client: Any, testenv: TestEnv) -> list[RealNode]:
     for node in client.CoreV1Api(api_client).list_node().items:
         runtime = node.status.node_info.container_runtime_version or ""
         ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
-        if runtime.startswith("containerd://") and ready:
+        label = (node.metadata.labels or {}).get(KIND_NODE_LABEL[0])
+        if runtime.startswith("containerd://") and ready and label != KIND_NODE_LABEL[1]:
             address = next(
                 (a.address for a in node.status.addresses or [] if a.type == "InternalIP"), ""
             )
@@ -238,6 +250,95 @@ def real_nodes(testenv: TestEnv, kube_api_client: Any) -> list[RealNode]:
     if len(nodes) < 2 or not any(n.netns is None for n in nodes):
         _unavailable(f"the cluster has no two Ready real nodes (found {nodes})")
     return nodes
+
+
+@dataclass(frozen=True)
+class KindCluster:
+    """The kind cluster of scripts/testenv (part ``kind``): one node, a Docker container
+    labelled ``io.x-k8s.kind.cluster=<name>`` with containerd and a kubelet joined to the
+    test API server, for the real ``kind`` CLI (docs/testenv.md, "The kind node")."""
+
+    name: str  # devreg-kind
+    context: str  # kind-devreg-kind, a context of testenv.kubeconfig (the admin)
+    node: str  # devreg-kind-control-plane: the node's container, hostname and Node
+    kind: str  # the kind binary (sigs.k8s.io/kind, built by scripts/testenv)
+    shim_dir: str  # the `docker` that drops --privileged from `exec` (scripts/kind-path)
+    docker_cli: str = "/usr/bin/docker"
+
+    def path(self, base: str | None = None) -> str:
+        """A PATH for the real kind: the docker shim first, then kind's directory."""
+        rest = os.environ.get("PATH", "") if base is None else base
+        return os.pathsep.join([self.shim_dir, str(Path(self.kind).parent), rest])
+
+    def node_exec(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``argv`` run inside the node container."""
+        return subprocess.run(
+            [self.docker_cli, "exec", self.node, *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def image_id(self, reference: str) -> str | None:
+        """The id of ``reference`` in the node's containerd (``crictl inspecti``), or None."""
+        done = self.node_exec("crictl", "inspecti", reference)
+        if done.returncode != 0:
+            return None
+        return str(json.loads(done.stdout)["status"]["id"])
+
+
+KIND_EXPORTS = (
+    "DEVREG_TEST_KIND_CLUSTER",
+    "DEVREG_TEST_KIND_CONTEXT",
+    "DEVREG_TEST_KIND_NODE",
+    "DEVREG_TEST_KIND_BIN",
+    "DEVREG_TEST_KIND_PATH",
+)
+
+
+def _kind_node_ready(api_client: Any, name: str) -> bool:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        node = client.CoreV1Api(api_client).read_node(name)
+    except ApiException:
+        return False
+    runtime = node.status.node_info.container_runtime_version or ""
+    ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+    return runtime.startswith("containerd://") and ready
+
+
+@pytest.fixture(scope="session")
+def kind_cluster(testenv: TestEnv, kube_api_client: Any) -> KindCluster:
+    """The kind cluster, brought up (``scripts/testenv up kind``) when it does not run."""
+    exported = {name: os.environ.get(name, "") for name in KIND_EXPORTS}
+    if not all(exported.values()) or not _kind_node_ready(
+        kube_api_client, exported["DEVREG_TEST_KIND_NODE"]
+    ):
+        try:
+            proc = _run_script("up", "kind", timeout=UP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _unavailable(f"scripts/testenv up kind did not finish in {UP_TIMEOUT:.0f}s")
+        if proc.returncode != 0:
+            _unavailable(f"scripts/testenv up kind failed:\n{_tail(proc.stderr)}")
+        exported = {name: parse_exports(proc.stdout).get(name, "") for name in KIND_EXPORTS}
+        os.environ.update(exported)
+    missing = [name for name, value in exported.items() if not value]
+    if missing:
+        _unavailable(f"scripts/testenv exported no {', '.join(missing)}")
+    cluster = KindCluster(
+        name=exported["DEVREG_TEST_KIND_CLUSTER"],
+        context=exported["DEVREG_TEST_KIND_CONTEXT"],
+        node=exported["DEVREG_TEST_KIND_NODE"],
+        kind=exported["DEVREG_TEST_KIND_BIN"],
+        shim_dir=exported["DEVREG_TEST_KIND_PATH"],
+        docker_cli=testenv.docker_cli,
+    )
+    if not _kind_node_ready(kube_api_client, cluster.node):
+        _unavailable(f"the kind node {cluster.node} is not Ready")
+    return cluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
