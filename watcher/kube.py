@@ -444,11 +444,31 @@ class Kube:
     ) -> tuple[int, dict[str, Any]]:
         """One request; returns (status, decoded JSON body) for any HTTP status.
         Network failures raise :class:`FatalError` naming the server."""
+        status, raw = self._send(
+            method, path, action, query=query, body=body, content_type=content_type
+        )
+        try:
+            decoded = json.loads(raw) if raw else {}
+        except ValueError:
+            decoded = {"message": raw[:200].decode(errors="replace")}
+        return status, decoded if isinstance(decoded, dict) else {}
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        action: Action,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> tuple[int, bytes]:
         url = self._prefix + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": "application/json", "User-Agent": "devreg", **self._auth.headers}
+        headers = {"Accept": accept, "User-Agent": "devreg", **self._auth.headers}
         if data is not None:
             headers["Content-Type"] = content_type
         with self._lock:
@@ -468,12 +488,7 @@ class Kube:
                     if attempt == 1 and reused and not isinstance(e, TimeoutError):
                         continue
                     raise self._unreachable(action, e) from None
-        raw = resp.body
-        try:
-            decoded = json.loads(raw) if raw else {}
-        except ValueError:
-            decoded = {"message": raw[:200].decode(errors="replace")}
-        return resp.status, decoded if isinstance(decoded, dict) else {}
+        return resp.status, resp.body
 
     def error(self, action: Action, status: int, body: Mapping[str, Any]) -> ApiError:
         """The user-facing error for a failed request."""
@@ -530,15 +545,49 @@ class Kube:
         return body
 
     def list(
-        self, kind: str, namespace: str | None, *, label_selector: str | None = None
+        self,
+        kind: str,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         action = Action("list", kind, namespace)
-        query = {"labelSelector": label_selector} if label_selector else None
+        query = {}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
         status, body = self.request("GET", resource_path(kind, namespace), action, query=query)
         if status != 200:
             raise self.error(action, status, body)
         items = body.get("items") or []
         return [i for i in items if isinstance(i, dict)]
+
+    def pod_log(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        container: str,
+        previous: bool = False,
+        tail_lines: int = 5,
+        limit_bytes: int = 4096,
+    ) -> str | None:
+        """The last lines a container wrote (``previous``: its last run before this
+        one), read through its node's kubelet; None when there is none to read or the
+        API server refuses (no permission, the kubelet unreachable)."""
+        action = Action("get", "Pod", namespace, name)
+        query = {
+            "container": container,
+            "tailLines": str(tail_lines),
+            "limitBytes": str(limit_bytes),
+        }
+        if previous:
+            query["previous"] = "true"
+        path = resource_path("Pod", namespace, name) + "/log"
+        status, raw = self._send("GET", path, action, query=query, accept="*/*")
+        return raw.decode(errors="replace") if status == 200 else None
 
     def apply(self, obj: Mapping[str, Any], *, force: bool = False) -> dict[str, Any]:
         """Server-side apply with field manager ``devreg``. Without ``force``,

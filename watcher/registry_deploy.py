@@ -4,8 +4,9 @@
 (server-side apply, field manager ``devreg``): namespace when missing, the
 workload, the Service; then deletes the workload of the other kind (the
 persistence setting switched). ``wait_ready`` waits for the rollout to finish
-and the pod to be Ready, and says why not when it times out. ``remove`` is
-``devreg down``.
+and the pod to be Ready, and says why not when it times out, in the words of
+the pod's kubelet (:func:`explain_pod`: the pod's status, its events, the last
+log lines of a container that exited). ``remove`` is ``devreg down``.
 
 Requests are kept to what is needed, because this runs at every watcher
 start: on an unchanged, ready registry ``ensure_objects`` + ``wait_ready`` are
@@ -15,9 +16,10 @@ nothing), and the readiness comes from the apply's answer.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,7 @@ from watcher.registry_objects import WorkloadKind
 
 Log = Callable[[str], None]
 POLL_INTERVAL = 0.25
+POD_LOOK_INTERVAL = 1.0  # while waiting: how often the pod's status is looked at
 
 
 def _quiet(_: str) -> None:
@@ -46,11 +49,31 @@ class Deployed:
 
 
 @dataclass(frozen=True)
+class Problem:
+    """One reason a pod is not Ready, in the words of the kubelet (or the scheduler):
+    ``container registry: ImagePullBackOff: Back-off pulling image "…": …``."""
+
+    where: str  # "container registry", "not scheduled", or "" (the pod as a whole)
+    reason: str  # ImagePullBackOff, CrashLoopBackOff, Unhealthy, Unschedulable, FailedMount…
+    message: str  # the kubelet's message, with the last exit and log lines of a crash
+
+    def __str__(self) -> str:
+        return ": ".join(part for part in (self.where, self.reason, self.message) if part)
+
+
+@dataclass(frozen=True)
 class PodState:
     name: str
     phase: str
     ready: bool
     detail: str  # why it is not ready, in words ("" when ready)
+    namespace: str = ""
+    node: str | None = None
+    problems: tuple[Problem, ...] = ()
+
+    def lines(self) -> list[str]:
+        """``registry pod NS/NAME container registry: Reason: message``, one per problem."""
+        return [f"registry pod {self.namespace}/{self.name} {p}" for p in self.problems]
 
 
 def _managers(obj: Mapping[str, Any]) -> list[str]:
@@ -203,43 +226,211 @@ def rollout_done(workload: Mapping[str, Any]) -> bool:
     return bool(status.get("updatedReplicas", 0) >= 1 and status.get("replicas", 0) == 1)
 
 
-def _pod_detail(pod: Mapping[str, Any]) -> str:
+# Waiting reasons of a container that is being started, not failing.
+_STARTING = frozenset({"ContainerCreating", "PodInitializing"})
+_NOT_READY = "running, not Ready"
+LOG_LINES = 5  # of a crashed container, read through the kubelet
+_LOG_LINE_CHARS = 300
+
+
+def _event_time(event: Mapping[str, Any]) -> str:
+    series = event.get("series") or {}
+    stamp = str(
+        event.get("lastTimestamp")
+        or series.get("lastObservedTime")
+        or event.get("eventTime")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
+    return stamp[:19]  # seconds: lastTimestamp has no fraction, eventTime has
+
+
+def _event_container(event: Mapping[str, Any]) -> str | None:
+    path = str((event.get("involvedObject") or {}).get("fieldPath") or "")
+    m = re.fullmatch(r"spec\.(?:initContainers|containers|ephemeralContainers)\{(.+)\}", path)
+    return m.group(1) if m else None
+
+
+def _event_message(event: Mapping[str, Any]) -> str:
+    count = int(event.get("count") or (event.get("series") or {}).get("count") or 1)
+    message = " ".join(str(event.get("message") or "").split())
+    return message + (f" ({count} times)" if count > 1 else "")
+
+
+def _covered(message: str, text: str) -> bool:
+    """Whether an event only repeats what the container's status already says."""
+    message = " ".join(message.split())
+    if message in text:
+        return True
+    _, _, rest = message.partition(": ")
+    return len(rest) > 20 and rest in text
+
+
+def _news(warnings: list[Mapping[str, Any]], text: str) -> Mapping[str, Any] | None:
+    """The newest Warning that says more than ``text``: not the kubelet's echo of a
+    waiting reason (``Error: ImagePullBackOff``, ``BackOff``), not a repetition."""
+    for i in range(len(warnings) - 1, -1, -1):
+        message = str(warnings[i].get("message") or "")
+        if warnings[i].get("reason") == "BackOff" or message.startswith("Error: "):
+            continue
+        if not _covered(message, text):
+            return warnings[i]
+    return None
+
+
+def _log_words(text: str | None) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return " | ".join(line[:_LOG_LINE_CHARS] for line in lines[-LOG_LINES:])
+
+
+def _last_exit(cs: Mapping[str, Any], log: str | None) -> str:
+    """``restarted 2 times, last exit code 3 (Error): <its message or last log lines>``."""
+    last = (cs.get("lastState") or {}).get("terminated")
+    if not last:
+        return ""
+    restarts = int(cs.get("restartCount") or 0)
+    words = f"restarted {restarts} time{'s' if restarts != 1 else ''}, " if restarts else ""
+    words += f"last exit code {last.get('exitCode')} ({last.get('reason') or 'Terminated'})"
+    said = " ".join(str(last.get("message") or "").split()) or _log_words(log)
+    return words + (f": {said}" if said else "")
+
+
+def _container_problem(
+    cs: Mapping[str, Any], events: list[Mapping[str, Any]], log: str | None
+) -> Problem:
+    where = f"container {cs.get('name')}"
+    state = cs.get("state") or {}
+    warnings = [e for e in events if e.get("type") == "Warning"]
+    if "terminated" in state:
+        t = state["terminated"] or {}
+        said = " ".join(str(t.get("message") or "").split()) or _log_words(log)
+        message = f"exit code {t.get('exitCode')}" + (f": {said}" if said else "")
+        return Problem(where, str(t.get("reason") or "Terminated"), message)
+    if "waiting" in state:
+        w = state["waiting"] or {}
+        reason = str(w.get("reason") or "Waiting")
+        message = " ".join(str(w.get("message") or "").split())
+        news = _news(warnings, f"{reason}: {message}")
+        if news is not None:
+            message += f"{'; ' if message else ''}{news.get('reason')}: {_event_message(news)}"
+        elif reason in _STARTING and events:
+            latest = events[-1]
+            message += f"{'; ' if message else ''}latest event: {latest.get('reason')}: "
+            message += _event_message(latest)
+    else:
+        # Running, not Ready: the probe's own words come only as events.
+        probes = [e for e in warnings if e.get("reason") == "Unhealthy"]
+        readiness = [e for e in probes if str(e.get("message")).startswith("Readiness probe")]
+        if readiness or probes:
+            reason, message = "Unhealthy", _event_message((readiness or probes)[-1])
+        else:
+            reason, message = _NOT_READY, "its readiness probe has not passed yet"
+    last = _last_exit(cs, log)
+    if last:
+        message += f"{'; ' if message else ''}{last}"
+    return Problem(where, reason, message)
+
+
+def pod_problems(
+    pod: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]] = (),
+    logs: Mapping[str, str] | None = None,
+) -> list[Problem]:
+    """Why ``pod`` is not Ready, from its status, its ``events`` (the kubelet's) and
+    ``logs`` (container -> its last lines, for one that exited). Pod-wide warnings
+    (a volume that cannot be mounted, a sandbox that cannot be made) only when no
+    container has a reason of its own."""
     status = pod.get("status") or {}
-    words: list[str] = []
+    logs = logs or {}
+    problems: list[Problem] = []
     for c in status.get("conditions") or []:
         if c.get("type") == "PodScheduled" and c.get("status") != "True":
-            words.append(
-                f"not scheduled: {c.get('reason') or 'Unschedulable'}: {c.get('message') or ''}"
+            problems.append(
+                Problem(
+                    "not scheduled",
+                    str(c.get("reason") or "Unschedulable"),
+                    " ".join(str(c.get("message") or "").split()),
+                )
             )
-    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+    per_container: dict[str, list[Mapping[str, Any]]] = {}
+    pod_wide: list[Mapping[str, Any]] = []
+    for event in sorted(events, key=_event_time):
+        container = _event_container(event)
+        if container is not None:
+            per_container.setdefault(container, []).append(event)
+        elif event.get("type") == "Warning" and event.get("reason") != "FailedScheduling":
+            pod_wide.append(event)
+    statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+    for cs in statuses:
         state = cs.get("state") or {}
-        if "waiting" in state:
-            w = state["waiting"] or {}
-            msg = f" ({w['message']})" if w.get("message") else ""
-            words.append(f"container {cs.get('name')} waiting: {w.get('reason') or '?'}{msg}")
-        elif "terminated" in state:
-            t = state["terminated"] or {}
-            words.append(
-                f"container {cs.get('name')} terminated: {t.get('reason') or ''} "
-                f"(exit {t.get('exitCode')})"
-            )
-        elif not cs.get("ready"):
-            words.append(f"container {cs.get('name')} running, not ready (readiness probe)")
-    return "; ".join(words)
+        done = (state.get("terminated") or {}).get("exitCode") == 0
+        if cs.get("ready") or done:
+            continue
+        name = str(cs.get("name"))
+        problems.append(_container_problem(cs, per_container.get(name, []), logs.get(name)))
+    if all(p.reason in _STARTING for p in problems):
+        latest: dict[str, Mapping[str, Any]] = {}
+        for event in pod_wide:
+            latest.pop(str(event.get("reason")), None)
+            latest[str(event.get("reason"))] = event
+        problems += [Problem("", str(e.get("reason")), _event_message(e)) for e in latest.values()]
+    return problems
 
 
-def pod_state(pod: Mapping[str, Any]) -> PodState:
+def pod_state(
+    pod: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]] = (),
+    logs: Mapping[str, str] | None = None,
+) -> PodState:
     status = pod.get("status") or {}
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
+    problems = () if ready else tuple(pod_problems(pod, events, logs))
+    meta = pod.get("metadata") or {}
     return PodState(
-        name=str(pod["metadata"]["name"]),
+        name=str(meta["name"]),
         phase=str(status.get("phase") or "Unknown"),
         ready=ready,
-        detail="" if ready else _pod_detail(pod),
+        detail="; ".join(str(p) for p in problems),
+        namespace=str(meta.get("namespace") or ""),
+        node=(pod.get("spec") or {}).get("nodeName"),
+        problems=problems,
     )
+
+
+def explain_pod(kube: Kube, pod: Mapping[str, Any]) -> PodState:
+    """:func:`pod_state` with what the kubelet said: the pod's events and, for a
+    container that exited, its last log lines. Reading them is best effort (one
+    request for the events, one per exited container); none for a Ready pod."""
+    state = pod_state(pod)
+    if state.ready:
+        return state
+    meta = pod.get("metadata") or {}
+    namespace, name = str(meta.get("namespace") or ""), str(meta["name"])
+    events: list[dict[str, Any]] = []
+    with contextlib.suppress(FatalError):
+        events = kube.list("Event", namespace, field_selector=f"involvedObject.uid={meta['uid']}")
+    logs: dict[str, str] = {}
+    status = pod.get("status") or {}
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        current = (cs.get("state") or {}).get("terminated")
+        last = (cs.get("lastState") or {}).get("terminated")
+        exited = current or last
+        if cs.get("ready") or not exited or exited.get("message"):
+            continue
+        with contextlib.suppress(FatalError):
+            text = kube.pod_log(
+                namespace,
+                name,
+                container=str(cs.get("name")),
+                previous=not current,
+                tail_lines=LOG_LINES,
+            )
+            if text:
+                logs[str(cs.get("name"))] = text
+    return pod_state(pod, events, logs)
 
 
 def registry_pods(
@@ -261,10 +452,22 @@ def registry_pods(
     return mine
 
 
-def current_pod(kube: Kube, namespace: str, name: str, kind: WorkloadKind) -> PodState | None:
-    """The pod serving now: the newest Ready one, else the newest."""
-    states = [pod_state(p) for p in registry_pods(kube, namespace, name, kind)]
-    return next((s for s in states if s.ready), states[0] if states else None)
+def current_pod(
+    kube: Kube, namespace: str, name: str, kind: WorkloadKind, *, explain: bool = False
+) -> PodState | None:
+    """The pod serving now: the newest Ready one, else the newest. With ``explain``,
+    a pod that is not Ready comes with what its kubelet said (:func:`explain_pod`)."""
+    pod = _current_doc(kube, namespace, name, kind)
+    if pod is None:
+        return None
+    return explain_pod(kube, pod) if explain else pod_state(pod)
+
+
+def _current_doc(
+    kube: Kube, namespace: str, name: str, kind: WorkloadKind
+) -> dict[str, Any] | None:
+    pods = registry_pods(kube, namespace, name, kind)
+    return next((p for p in pods if pod_state(p).ready), pods[0] if pods else None)
 
 
 def _why_no_pod(workload: Mapping[str, Any] | None) -> str:
@@ -288,37 +491,82 @@ def wait_ready(
 ) -> PodState | None:
     """Wait until the rollout is done and the pod Ready. Returns the pod when
     it had to be looked at (None on the fast path: the apply's answer showed a
-    finished rollout). Raises FatalError naming the pod, its phase and the
-    container's waiting reason on timeout."""
+    finished rollout).
+
+    The workload is polled every ``POLL_INTERVAL`` s, its pod every
+    ``POD_LOOK_INTERVAL`` s; a failure the kubelet reports meanwhile
+    (``ErrImagePull``, ``CrashLoopBackOff``…) is logged once, as it appears.
+    On timeout, raises FatalError with one line per problem of the pod, in the
+    kubelet's words: pod, container, reason, message (from the pod's status and
+    events; for a container that exited, its last exit code and log lines)."""
     if rollout_done(deployed.workload):
         return None
     ns, name, kind = deployed.namespace, deployed.name, deployed.workload_kind
     deadline = clock() + timeout
     log(f"waiting up to {timeout:g} s for the registry pod ({kind} {ns}/{name}) to be Ready")
+    said: set[tuple[str, str, str]] = set()
+    next_look = clock() + POD_LOOK_INTERVAL
     while True:
         workload = kube.get(kind, ns, name)
         if workload is not None and rollout_done(workload):
             return current_pod(kube, ns, name, kind)
-        if clock() >= deadline:
+        now = clock()
+        if now >= deadline:
             break
+        if now >= next_look:
+            next_look = now + POD_LOOK_INTERVAL
+            _say_news(kube, _current_doc(kube, ns, name, kind), said, log)
         time.sleep(min(POLL_INTERVAL, max(0.0, deadline - clock())))
-    pod = current_pod(kube, ns, name, kind)
+    pod = current_pod(kube, ns, name, kind, explain=True)
     hint = f"`kubectl --context {kube.context} -n {ns} describe {kind.lower()} {name}`"
     if pod is None:
         raise FatalError(
             f"the registry ({kind} {ns}/{name}) has no pod after {timeout:g} s: "
             f"{_why_no_pod(workload)}. Look at {hint}, or raise --timeout"
         )
-    if pod.ready:
-        # Ready, but the rollout did not finish (an old pod lingers): say so.
-        detail = "Ready, but the rollout has not finished"
-    else:
-        detail = f"phase {pod.phase}" + (f"; {pod.detail}" if pod.detail else "")
-    raise FatalError(
-        f"the registry pod {ns}/{pod.name} is not Ready after {timeout:g} s: {detail}. "
-        f"Look at `kubectl --context {kube.context} -n {ns} describe pod {pod.name}`, "
+    look = (
+        f"look at `kubectl --context {kube.context} -n {ns} describe pod {pod.name}`, "
         "or raise --timeout"
     )
+    if pod.ready:
+        # Ready, but the rollout did not finish (an old pod lingers): say so.
+        raise FatalError(
+            f"the registry pod {ns}/{pod.name} is Ready, but the rollout of {kind} {ns}/{name} "
+            f"has not finished after {timeout:g} s; {look}"
+        )
+    where = f"phase {pod.phase}" + (f", on node {pod.node}" if pod.node else "")
+    lines = pod.lines() or [f"registry pod {ns}/{pod.name}: no reason reported yet"]
+    raise FatalError(
+        f"the registry pod {ns}/{pod.name} is not Ready after {timeout:g} s ({where}):\n"
+        + "".join(f"  {line}\n" for line in lines)
+        + look
+    )
+
+
+def _say_news(
+    kube: Kube, pod: Mapping[str, Any] | None, said: set[tuple[str, str, str]], log: Log
+) -> None:
+    """Log each failure of the pod once, when the kubelet first reports it, with its
+    events and log lines (:func:`explain_pod`); not the normal steps of a start
+    (ContainerCreating, a probe that has not passed yet)."""
+    if pod is None:
+        return
+    state = pod_state(pod)
+
+    def key(problem: Problem) -> tuple[str, str, str]:
+        return (state.name, problem.where, problem.reason)
+
+    news = {
+        key(p)
+        for p in state.problems
+        if p.reason not in _STARTING and p.reason != _NOT_READY and key(p) not in said
+    }
+    if not news:
+        return
+    for problem in explain_pod(kube, pod).problems:
+        if key(problem) in news:
+            said.add(key(problem))
+            log(f"registry pod {state.namespace}/{state.name} {problem}")
 
 
 # --- down -------------------------------------------------------------------------------------
@@ -366,7 +614,7 @@ def observe(kube: Kube, namespace: str, name: str) -> Observed:
             workload, kind = found, candidate
             break
     service = kube.get("Service", namespace, name)
-    pod = current_pod(kube, namespace, name, kind) if kind is not None else None
+    pod = current_pod(kube, namespace, name, kind, explain=True) if kind is not None else None
     return Observed(
         namespace=namespace,
         name=name,
