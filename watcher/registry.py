@@ -611,6 +611,10 @@ def status_info(
             "pod_phase": observed.pod.phase if observed.pod else None,
             "pod_ready": bool(observed.pod and observed.pod.ready),
             "pod_detail": observed.pod.detail if observed.pod else None,
+            "pod_node": observed.pod.node if observed.pod else None,
+            # One line per reason the pod is not Ready, in the kubelet's words
+            # (pod, container, reason, message); [] when it is Ready.
+            "pod_problems": observed.pod.lines() if observed.pod else [],
             "rollout_done": observed.rollout_done,
             "kep1755": hosting.as_json() if hosting else None,
             "paths": paths,
@@ -636,8 +640,10 @@ def format_status(info: Mapping[str, Any]) -> list[str]:
     pod = info.get("pod")
     if pod:
         pod_words = f"pod {pod} {'Ready' if info['pod_ready'] else info['pod_phase']}"
-        if not info["pod_ready"] and info.get("pod_detail"):
-            pod_words += f" ({info['pod_detail']})"
+        if not info["pod_ready"]:
+            pod_words += ", not Ready" + (
+                f", on node {info['pod_node']}" if info.get("pod_node") else ""
+            )
     else:
         pod_words = "no pod"
     answers = "answers" if info["answers"] else f"does not answer here ({info['answer_error']})"
@@ -645,6 +651,7 @@ def format_status(info: Mapping[str, Any]) -> list[str]:
         f"registry: {info['host'] or '-'} {answers}",
         f"  {info['workload_kind']} {where}, node port {info['node_port'] or '-'}, {pod_words}",
     ]
+    lines += [f"  {line}" for line in info.get("pod_problems") or []]
     words = info.get("paths") or {}
     if words:
         lines.append("  paths: " + ", ".join(f"{k}={w}" for k, w in sorted(words.items())))

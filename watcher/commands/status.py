@@ -46,10 +46,14 @@ def status(
         "updated": saved.get("updated"),
     }
     doc = {"watcher": watcher, "registry": _registry_info(config, context, namespace)}
+    # Exit 1 when devreg's registry is deployed (and used) but its pod is not Ready:
+    # pushes fail, and the lines ("pod_problems") say what its kubelet reported.
+    reg = doc["registry"] or {}
+    rc = 1 if reg.get("deployed") and not reg.get("kep1755") and not reg.get("pod_ready") else 0
     if fmt == "json":
         json.dump(doc, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
-        return 0
+        return rc
     registry = doc["registry"]
     if registry is not None and "error" in registry:
         print(f"registry: cannot tell ({registry['error']})")
@@ -82,7 +86,7 @@ def status(
             print(f"  {line}")
     if isinstance(saved.get("updated"), (int, float)):
         print(f"  (status written {time.time() - saved['updated']:.0f} s ago)")
-    return 0
+    return rc
 
 
 def format_exec(info: dict[str, Any], *, now: float) -> list[str]:
