@@ -243,6 +243,53 @@ def find_real_nodes(api_client: Any, testenv: TestEnv) -> list[RealNode]:
     return sorted(found, key=lambda n: n.name)
 
 
+def containerd_name(image: str) -> str:
+    """The name containerd gives a Docker image: ``busybox:1`` ->
+    ``docker.io/library/busybox:1``, ``devreg-test/x:1`` -> ``docker.io/devreg-test/x:1``."""
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"docker.io/{image}" if rest else f"docker.io/library/{image}"
+
+
+def _ctr(testenv: TestEnv, node: RealNode, *args: str, stdin: Any = None) -> None:
+    sock = Path(testenv.state_dir) / "nodes" / node.name / "containerd.sock"
+    done = subprocess.run(
+        ["ctr", "--address", str(sock), "--namespace", "k8s.io", *args],
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"ctr {' '.join(args)} on {node.name}: {done.stderr.strip()}")
+
+
+def import_images(testenv: TestEnv, nodes: list[RealNode], *images: str) -> None:
+    """Put images of the environment's Docker Engine into every real node's containerd
+    (``docker save | ctr images import -``), as scripts/testenv does with its own: the
+    nodes pull nothing, so a pod may use them with ``imagePullPolicy`` IfNotPresent (a
+    tag other than ``latest``) or Never."""
+    env = {**os.environ, "DOCKER_HOST": testenv.docker_host}
+    for node in nodes:
+        save = subprocess.Popen(
+            [testenv.docker_cli, "save", *images], stdout=subprocess.PIPE, env=env
+        )
+        try:
+            _ctr(testenv, node, "images", "import", "-", stdin=save.stdout)
+        finally:
+            assert save.stdout is not None
+            save.stdout.close()
+            assert save.wait(60) == 0, f"docker save {' '.join(images)} failed"
+
+
+def remove_images(testenv: TestEnv, nodes: list[RealNode], *images: str) -> None:
+    """Take images that :func:`import_images` put there out of every real node again."""
+    for node in nodes:
+        _ctr(testenv, node, "images", "rm", *(containerd_name(i) for i in images))
+
+
 @pytest.fixture(scope="session")
 def real_nodes(testenv: TestEnv, kube_api_client: Any) -> list[RealNode]:
     """At least two real nodes, one of them in this machine's network namespace."""

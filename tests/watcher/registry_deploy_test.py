@@ -3,8 +3,9 @@ controller-manager, scheduler, kwok nodes that make pods Running and Ready).
 
 Objects are read back with the official client (an independent reader),
 field by field. Each test works in its own namespace. The readiness rules and
-the words of a not-Ready pod are also table-tested on pod and workload
-documents, for the states kwok does not produce (image pull back-off, crash).
+the words of a not-Ready pod are also table-tested on pod, event and workload
+documents shaped as a kubelet writes them (tests/watcher/registry_failures_test.py
+has the real kubelet's own: image pull, crash, a probe that never passes).
 """
 
 from __future__ import annotations
@@ -434,7 +435,7 @@ def pod_doc(phase: str, ready: bool, **status: Any) -> dict[str, Any]:
                 ],
             ),
             False,
-            'container registry waiting: ImagePullBackOff (Back-off pulling image "registry:2.8.1")',
+            'container registry: ImagePullBackOff: Back-off pulling image "registry:2.8.1"',
             id="image-pull",
         ),
         pytest.param(
@@ -450,7 +451,7 @@ def pod_doc(phase: str, ready: bool, **status: Any) -> dict[str, Any]:
                 ],
             ),
             False,
-            "container registry terminated: Error (exit 1)",
+            "container registry: Error: exit code 1",
             id="crashed",
         ),
         pytest.param(
@@ -460,7 +461,7 @@ def pod_doc(phase: str, ready: bool, **status: Any) -> dict[str, Any]:
                 containerStatuses=[{"name": "registry", "ready": False, "state": {"running": {}}}],
             ),
             False,
-            "container registry running, not ready (readiness probe)",
+            "container registry: running, not Ready: its readiness probe has not passed yet",
             id="probe-failing",
         ),
         pytest.param(
@@ -487,81 +488,182 @@ def test_pod_state(pod: dict[str, Any], ready: bool, detail: str) -> None:
     assert (state.name, state.ready, state.detail) == ("registry-abc", ready, detail)
 
 
+def event(
+    reason: str, message: str, *, container: str | None = "registry", count: int = 1, at: str = ""
+) -> dict[str, Any]:
+    """An event as the kubelet records it about a pod (core/v1)."""
+    involved: dict[str, Any] = {"kind": "Pod", "name": "registry-abc"}
+    if container:
+        involved["fieldPath"] = f"spec.containers{{{container}}}"
+    return {
+        "involvedObject": involved,
+        "type": "Normal" if reason in ("Pulling", "Scheduled", "Started") else "Warning",
+        "reason": reason,
+        "message": message,
+        "count": count,
+        "lastTimestamp": at or "2026-01-01T00:00:00Z",
+    }
+
+
+MISSING_DNS = event(
+    "MissingClusterDNS", "kubelet does not have ClusterDNS IP configured", container=None
+)
+
+
+def running(**fields: Any) -> dict[str, Any]:
+    return {"name": "registry", "ready": False, "state": {"running": {}}, **fields}
+
+
 @pytest.mark.parametrize(
-    ("workload", "done"),
+    ("statuses", "events", "logs", "expected"),
     [
         pytest.param(
-            {
-                "kind": "Deployment",
-                "metadata": {"generation": 2},
-                "status": {
-                    "observedGeneration": 2,
-                    "readyReplicas": 1,
-                    "updatedReplicas": 1,
-                    "replicas": 1,
-                },
-            },
-            True,
-            id="deployment-done",
+            [running()],
+            [
+                MISSING_DNS,
+                event("Unhealthy", 'Liveness probe failed: Get "http://p:5000/v2/": refused'),
+                event(
+                    "Unhealthy",
+                    'Readiness probe failed: Get "http://p:5000/v2/": refused',
+                    count=14,
+                ),
+            ],
+            {},
+            'container registry: Unhealthy: Readiness probe failed: Get "http://p:5000/v2/": '
+            "refused (14 times)",
+            id="probe-from-events",
         ),
         pytest.param(
-            {
-                "kind": "Deployment",
-                "metadata": {"generation": 3},
-                "status": {
-                    "observedGeneration": 2,
-                    "readyReplicas": 1,
-                    "updatedReplicas": 1,
-                    "replicas": 1,
-                },
-            },
-            False,
-            id="new-spec-not-seen-yet",
+            [
+                {
+                    "name": "registry",
+                    "ready": False,
+                    "state": {
+                        "waiting": {
+                            "reason": "ImagePullBackOff",
+                            "message": 'Back-off pulling image "r:1"',
+                        }
+                    },
+                }
+            ],
+            [
+                event("Pulling", 'Pulling image "r:1"'),
+                event("Failed", 'Failed to pull image "r:1": rpc error: not found', count=2),
+                event("Failed", "Error: ErrImagePull", count=2),
+                event("BackOff", 'Back-off pulling image "r:1"'),
+                event("Failed", "Error: ImagePullBackOff"),
+            ],
+            {},
+            # An older kubelet's back-off message lacks the cause: the event has it; the
+            # kubelet's echoes of the reason are left out.
+            'container registry: ImagePullBackOff: Back-off pulling image "r:1"; '
+            'Failed: Failed to pull image "r:1": rpc error: not found (2 times)',
+            id="pull-cause-from-events",
         ),
         pytest.param(
-            {
-                "kind": "Deployment",
-                "metadata": {"generation": 2},
-                "status": {
-                    "observedGeneration": 2,
-                    "readyReplicas": 1,
-                    "updatedReplicas": 1,
-                    "replicas": 2,
-                },
-            },
-            False,
-            id="old-pod-still-there",
+            [
+                {
+                    "name": "registry",
+                    "ready": False,
+                    "state": {
+                        "waiting": {
+                            "reason": "ImagePullBackOff",
+                            "message": 'Back-off pulling image "r:1": ErrImagePull: failed to '
+                            "resolve reference: connection refused",
+                        }
+                    },
+                }
+            ],
+            [
+                event(
+                    "Failed",
+                    'Failed to pull image "r:1": failed to resolve reference: connection refused',
+                )
+            ],
+            {},
+            'container registry: ImagePullBackOff: Back-off pulling image "r:1": ErrImagePull: '
+            "failed to resolve reference: connection refused",
+            id="pull-cause-said-once",
         ),
         pytest.param(
-            {
-                "kind": "StatefulSet",
-                "metadata": {"generation": 1},
-                "status": {
-                    "observedGeneration": 1,
-                    "readyReplicas": 1,
-                    "currentRevision": "a",
-                    "updateRevision": "b",
-                },
-            },
-            False,
-            id="statefulset-rolling",
+            [
+                {
+                    "name": "registry",
+                    "ready": False,
+                    "restartCount": 2,
+                    "state": {
+                        "waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": "back-off 20s restarting failed container=registry",
+                        }
+                    },
+                    "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}},
+                }
+            ],
+            [event("BackOff", "Back-off restarting failed container registry", count=5)],
+            {"registry": "starting\nconfiguration error: no storage driver\n"},
+            "container registry: CrashLoopBackOff: back-off 20s restarting failed "
+            "container=registry; restarted 2 times, last exit code 3 (Error): starting | "
+            "configuration error: no storage driver",
+            id="crash-loop-with-log",
         ),
         pytest.param(
-            {
-                "kind": "StatefulSet",
-                "metadata": {"generation": 1},
-                "status": {
-                    "observedGeneration": 1,
-                    "readyReplicas": 1,
-                    "currentRevision": "b",
-                    "updateRevision": "b",
-                },
-            },
-            True,
-            id="statefulset-done",
+            [
+                running(
+                    restartCount=1,
+                    lastState={
+                        "terminated": {"exitCode": 2, "reason": "Error", "message": "bad config"}
+                    },
+                )
+            ],
+            [],
+            {"registry": "not used: the termination message says it"},
+            "container registry: running, not Ready: its readiness probe has not passed yet; "
+            "restarted 1 time, last exit code 2 (Error): bad config",
+            id="restarted-termination-message",
         ),
-        pytest.param({"kind": "Deployment", "metadata": {}, "status": {}}, False, id="no-status"),
+        pytest.param(
+            [
+                {
+                    "name": "registry",
+                    "ready": False,
+                    "state": {"waiting": {"reason": "ContainerCreating"}},
+                }
+            ],
+            [
+                MISSING_DNS,
+                event("FailedMount", "MountVolume.SetUp failed: old", container=None),
+                event(
+                    "FailedMount",
+                    'MountVolume.SetUp failed for volume "registry": not found',
+                    container=None,
+                    count=3,
+                    at="2026-01-01T00:00:09Z",
+                ),
+            ],
+            {},
+            # Only when no container has a reason of its own: the pod's warnings, newest
+            # per reason.
+            [
+                "container registry: ContainerCreating",
+                "MissingClusterDNS: kubelet does not have ClusterDNS IP configured",
+                'FailedMount: MountVolume.SetUp failed for volume "registry": not found (3 times)',
+            ],
+            id="pod-wide-warnings",
+        ),
     ],
 )
-def test_rollout_done(workload: dict[str, Any], done: bool) -> None:
-    assert deploy.rollout_done(workload) is done
+def test_pod_problems_from_status_events_and_logs(
+    statuses: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    logs: dict[str, str],
+    expected: str | list[str],
+) -> None:
+    pod = pod_doc("Running", False, containerStatuses=statuses)
+    pod["metadata"]["namespace"] = "ns"
+    pod["spec"] = {"nodeName": "node-1"}
+    state = deploy.pod_state(pod, events, logs)
+    problems = [expected] if isinstance(expected, str) else expected
+    assert state.lines() == [f"registry pod ns/registry-abc {p}" for p in problems]
+    assert state.detail == "; ".join(problems)
+    assert state.node == "node-1"
