@@ -26,7 +26,7 @@ import pytest
 from kubernetes import client
 
 from tests.plugins.testenv import RealNode, TestEnv
-from tests.watcher.e2e import copy_example, devreg, wait_for
+from tests.watcher.e2e import copy_example, devreg, no_published_registry, wait_for
 from watcher.pipeline import MANIFEST_TYPES
 
 pytestmark = [pytest.mark.testenv, pytest.mark.slow]
@@ -38,9 +38,12 @@ def core(kube_api_client: Any) -> client.CoreV1Api:
 
 
 @pytest.fixture
-def namespace(core: client.CoreV1Api) -> Iterator[str]:
+def namespace(testenv: TestEnv, core: client.CoreV1Api) -> Iterator[str]:
+    """A namespace of its own (devreg creates it), while no registry is published by
+    the cluster (KEP-1755) so that devreg deploys its own."""
     name = f"restart-{uuid.uuid4().hex[:8]}"
-    yield name
+    with no_published_registry(testenv):
+        yield name
     with contextlib.suppress(client.ApiException):
         core.delete_namespace(name, grace_period_seconds=0)
 
