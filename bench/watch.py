@@ -45,8 +45,8 @@ from tests.watcher.e2e import (  # noqa: E402
     published_registry,
     registry_tags,
 )
-from watcher.contenttag import ContextIndex, DigestCache  # noqa: E402
-from watcher.watch import inotify_watches  # noqa: E402
+from watcher.build.contenttag import ContextIndex, DigestCache  # noqa: E402
+from watcher.daemon.watch import inotify_watches  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

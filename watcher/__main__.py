@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from watcher.main import main
+from watcher.cli.main import main
 
 raise SystemExit(main())

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watcher.main import main
+from watcher.cli.main import main
 
 leaf = st.one_of(
     st.none(),

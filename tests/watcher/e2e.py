@@ -108,8 +108,8 @@ def published_registry(testenv: Any, host: str) -> Iterator[None]:
     same API server, so it lives only while the caller starts a watcher (which
     reads it once), and test processes take turns through a lock file.
     """
-    from watcher import kep1755
-    from watcher.kube import Kube
+    from watcher.cluster import kep1755
+    from watcher.cluster.kube import Kube
 
     lock_path = Path(testenv.state_dir) / "kep1755.lock"
     with open(lock_path, "a") as lock, Kube(testenv.context) as kube:

@@ -27,7 +27,7 @@ from kubernetes import client
 
 from tests.plugins.testenv import RealNode, TestEnv
 from tests.watcher.e2e import copy_example, devreg, no_published_registry, wait_for
-from watcher.pipeline import MANIFEST_TYPES
+from watcher.build.pipeline import MANIFEST_TYPES
 
 pytestmark = [pytest.mark.testenv, pytest.mark.slow]
 

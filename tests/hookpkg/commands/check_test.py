@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.main import main
+from watcher.cli.main import main
 
 GOOD = "version: v2beta1\nlocalRegistry:\n  enabled: true\nimages:\n  app:\n    image: ghcr.io/org/app\n"
 BAD = "version: v2beta1\nlocalRegistry:\n  locaBuild: true\n  port: 70000\n"
@@ -167,7 +167,7 @@ def test_check_imports_no_runtime_libraries(tmp_path: Path) -> None:
     """The hook runs on every commit: docker, kubernetes and watchdog stay unimported."""
     (tmp_path / "devspace.yaml").write_text(GOOD)
     code = (
-        "import sys\nfrom watcher.main import main\n"
+        "import sys\nfrom watcher.cli.main import main\n"
         f"rc = main(['check', {str(tmp_path / 'devspace.yaml')!r}])\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'kubernetes', 'watchdog', 'jsonschema', 'requests'))\n"
         "print('HEAVY', heavy)\nraise SystemExit(rc)\n"

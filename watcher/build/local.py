@@ -1,0 +1,313 @@
+"""Building with the local Docker engine, and delivering from it.
+
+The build goes through a BuildKit-capable Docker CLI (SPEC §6): the docker
+SDK's ``images.build`` only drives the classic builder, which refuses
+``RUN --mount=type=cache``, the very thing that makes dev rebuilds fast. The
+SDK does the rest (ping, inspect, tag, push with per-layer progress). Without
+a BuildKit-capable CLI the SDK's classic build is used, and said once.
+
+Commands are tuples from small pure functions (``build_argv``,
+``kind_load_argv``) run through :mod:`watcher.proc`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hookpkg.errors import FatalError
+from watcher import proc
+from watcher.build.backends import BuildCancelled, BuildError, BuildRequest, BuildResult
+
+Log = Callable[[str], None]
+# Debian's docker.io CLI (20.10) has BuildKit built in; a newer CLI on PATH
+# may lack the buildx plugin and refuse BuildKit builds, so this one is tried
+# first. ``DEVREG_DOCKER`` overrides the search.
+PREFERRED_CLIS = ("/usr/bin/docker",)
+_VERSION = re.compile(r"version (\d+)\.(\d+)")
+
+
+@dataclass(frozen=True)
+class DockerCli:
+    path: str
+    buildx: bool  # ``docker buildx build`` (else ``docker build`` with BuildKit built in)
+    version: str
+
+
+def _cli_version(path: str) -> tuple[int, int] | None:
+    try:
+        done = proc.run((path, "--version"), grace=0.5)
+    except OSError:
+        return None
+    m = _VERSION.search("\n".join(done.tail))
+    return (int(m.group(1)), int(m.group(2))) if done.ok and m else None
+
+
+def _has_buildx(path: str) -> bool:
+    try:
+        return proc.run((path, "buildx", "version"), grace=0.5).ok
+    except OSError:
+        return False
+
+
+def find_buildkit_cli(env: Mapping[str, str] | None = None) -> DockerCli | None:
+    """A Docker CLI that can run BuildKit builds: one with the buildx plugin,
+    or a CLI older than 23.0 (BuildKit built into ``docker build``)."""
+    env = os.environ if env is None else env
+    candidates: list[str] = []
+    if env.get("DEVREG_DOCKER"):
+        candidates.append(env["DEVREG_DOCKER"])
+    candidates.extend(PREFERRED_CLIS)
+    found = shutil.which("docker", path=env.get("PATH"))
+    if found:
+        candidates.append(found)
+    seen: set[str] = set()
+    for path in candidates:
+        real = os.path.realpath(path)
+        if real in seen or not os.access(path, os.X_OK):
+            continue
+        seen.add(real)
+        version = _cli_version(path)
+        if version is None:
+            continue
+        if _has_buildx(path):
+            return DockerCli(path, True, f"{version[0]}.{version[1]}")
+        if version < (23, 0):
+            return DockerCli(path, False, f"{version[0]}.{version[1]}")
+    return None
+
+
+def build_argv(cli: DockerCli, request: BuildRequest, *, iidfile: Path) -> tuple[str, ...]:
+    """The build command (pure, so tests can read it)."""
+    argv: list[str] = [cli.path, "buildx", "build", "--load"] if cli.buildx else [cli.path, "build"]
+    argv += [
+        "--progress=plain",
+        "--file",
+        str(request.dockerfile),
+        "--tag",
+        request.reference,
+        "--iidfile",
+        str(iidfile),
+    ]
+    for key, value in sorted(request.build_args.items()):
+        argv += ["--build-arg", f"{key}={value}"]
+    if request.target:
+        argv += ["--target", request.target]
+    argv.append(str(request.context))
+    return tuple(argv)
+
+
+def build_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env["DOCKER_BUILDKIT"] = "1"
+    env.setdefault("BUILDKIT_PROGRESS", "plain")
+    return env
+
+
+def kind_load_argv(cluster: str, reference: str, *, kind: str = "kind") -> tuple[str, ...]:
+    return (kind, "load", "docker-image", "--name", cluster, reference)
+
+
+class Engine:
+    """The local Docker engine through the docker SDK (imported lazily)."""
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        import docker
+
+        self.client = docker.from_env(timeout=int(timeout))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def ping(self) -> None:
+        import docker.errors
+        import requests.exceptions
+
+        try:
+            self.client.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            raise FatalError(
+                f"the Docker engine does not answer ({e}); is dockerd running?"
+            ) from None
+
+    def image_id(self, reference: str) -> str | None:
+        import docker.errors
+
+        try:
+            info: dict[str, Any] = self.client.api.inspect_image(reference)
+        except docker.errors.ImageNotFound:
+            return None
+        return str(info["Id"])
+
+    def tag(self, source: str, repository: str, tag: str) -> None:
+        self.client.api.tag(source, repository, tag)
+
+    def remote_has(self, reference: str) -> bool:
+        """Whether a registry holds ``reference`` (asked through the engine,
+        so the engine's credentials apply)."""
+        import docker.errors
+
+        try:
+            self.client.api.inspect_distribution(reference)
+        except docker.errors.APIError:
+            return False
+        return True
+
+    def push(self, repository: str, tag: str, *, log: Log, cancel: threading.Event) -> int:
+        """Push with per-layer progress; returns the number of layers sent
+        (0 when the registry had them all)."""
+        stream = self.client.api.push(repository, tag=tag, stream=True, decode=True)
+        return _follow_push(stream, log=log, cancel=cancel)
+
+    def classic_build(self, request: BuildRequest, *, log: Log, cancel: threading.Event) -> str:
+        """The SDK's classic builder (no BuildKit syntax): the fallback."""
+        dockerfile = str(request.dockerfile)
+        stream = self.client.api.build(
+            path=str(request.context),
+            dockerfile=dockerfile,
+            tag=request.reference,
+            buildargs=dict(request.build_args) or None,
+            target=request.target,
+            rm=True,
+            decode=True,
+        )
+        image_id = ""
+        tail: list[str] = []
+        try:
+            for chunk in stream:
+                if cancel.is_set():
+                    raise BuildCancelled()
+                if "stream" in chunk:
+                    for line in str(chunk["stream"]).splitlines():
+                        tail = [*tail[-39:], line]
+                        log(line)
+                if "aux" in chunk and isinstance(chunk["aux"], dict):
+                    image_id = str(chunk["aux"].get("ID", image_id))
+                if "error" in chunk:
+                    raise BuildError(f"build failed: {chunk['error']}", tuple(tail))
+        finally:
+            _close(stream)
+        return image_id
+
+
+def _close(stream: Any) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
+def _follow_push(stream: Iterator[dict[str, Any]], *, log: Log, cancel: threading.Event) -> int:
+    """Report one line per layer state change (not every progress tick), and
+    the byte progress of large layers at most once a second."""
+    pushed: set[str] = set()
+    last_status: dict[str, str] = {}
+    last_progress: dict[str, float] = {}
+    try:
+        for chunk in stream:
+            if cancel.is_set():
+                raise BuildCancelled()
+            if "error" in chunk:
+                raise BuildError(f"push failed: {chunk['error']}")
+            layer = str(chunk.get("id", ""))
+            status = str(chunk.get("status", ""))
+            if (
+                not layer
+                or layer.startswith("latest")
+                or ":" in status
+                and not chunk.get("progressDetail")
+            ):
+                if status:
+                    log(status)
+                continue
+            if status == "Pushing":
+                detail = chunk.get("progressDetail") or {}
+                now = time.monotonic()
+                if now - last_progress.get(layer, 0.0) >= 1.0 and detail.get("total"):
+                    last_progress[layer] = now
+                    done, total = _mb(detail.get("current", 0)), _mb(detail["total"])
+                    log(f"layer {layer}: pushing {done}/{total}")
+                pushed.add(layer)
+                continue
+            if status == "Pushed":
+                pushed.add(layer)
+            if last_status.get(layer) != status:
+                last_status[layer] = status
+                log(f"layer {layer}: {status.lower()}")
+    finally:
+        _close(stream)
+    return len(pushed)
+
+
+def _mb(n: Any) -> str:
+    return f"{float(n) / 1e6:.1f} MB"
+
+
+class LocalDockerBackend:
+    """Builds with the local engine's BuildKit through the Docker CLI."""
+
+    name = "local-docker"
+
+    def __init__(self, engine: Engine, cli: DockerCli | None, *, log: Log | None = None) -> None:
+        self.engine = engine
+        self.cli = cli
+        self._warned = False
+        self._log = log
+
+    def build(self, request: BuildRequest, *, log: Log, cancel: threading.Event) -> BuildResult:
+        started = time.monotonic()
+        if self.cli is None:
+            if not self._warned:
+                self._warned = True
+                (self._log or log)(
+                    "no BuildKit-capable docker CLI found (a CLI with buildx, or Debian's "
+                    "docker.io); building with the docker SDK's classic builder: RUN --mount "
+                    "and other BuildKit syntax will fail"
+                )
+            image_id = self.engine.classic_build(request, log=log, cancel=cancel)
+            return BuildResult(
+                request.reference, time.monotonic() - started, image_id=image_id or None
+            )
+        with tempfile.TemporaryDirectory(prefix="devreg-build-") as tmp:
+            iidfile = Path(tmp) / "iid"
+            argv = build_argv(self.cli, request, iidfile=iidfile)
+            done = proc.run(argv, log=log, cancel=cancel, env=build_env())
+            if done.cancelled:
+                raise BuildCancelled()
+            if not done.ok:
+                raise BuildError(
+                    f"docker build failed (exit {done.returncode}) for image {request.image.key!r}",
+                    done.tail,
+                )
+            built_id = iidfile.read_text().strip() if iidfile.exists() else None
+        return BuildResult(
+            request.reference, time.monotonic() - started, image_id=built_id, log_tail=done.tail
+        )
+
+
+def kind_load(
+    cluster: str, reference: str, *, log: Log, cancel: threading.Event, kind: str = "kind"
+) -> None:
+    try:
+        done = proc.run(kind_load_argv(cluster, reference, kind=kind), log=log, cancel=cancel)
+    except FileNotFoundError:
+        raise FatalError(
+            "`kind` is not on PATH; it is needed to load images into a kind cluster"
+        ) from None
+    if done.cancelled:
+        raise BuildCancelled()
+    if not done.ok:
+        raise BuildError(f"kind load failed (exit {done.returncode})", done.tail)
+
+
+def join_argv(argv: Sequence[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in argv)

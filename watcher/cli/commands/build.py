@@ -1,0 +1,130 @@
+"""``devreg build [KEY…] [--exec CMD]``: one build-and-deliver pass, then
+``.devreg.env``, then CMD once when an image was delivered."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+from hookpkg.errors import FatalError
+from watcher.build.contenttag import ContextIndex, DigestCache
+from watcher.cli.errors import EXIT_INTERRUPTED
+from watcher.daemon.exec_cmd import ExecCommand, ExecResult, check_exec
+from watcher.daemon.session import Session, require_config, stderr_log
+from watcher.daemon.state import StateDir
+
+
+def _prefixed(key: str) -> Callable[[str], None]:
+    def log(line: str) -> None:
+        stderr_log(f"[{key}] {line}")
+
+    return log
+
+
+def build(
+    *,
+    config: Path = Path("devspace.yaml"),
+    context: str | None = None,
+    namespace: str | None = None,
+    fmt: str = "text",
+    keys: list[str] | None = None,
+    timeout: float = 120.0,
+    exec_command: str | None = None,
+) -> int:
+    check_exec(exec_command)
+    cfg = require_config(config)
+    selected = list(keys or cfg.images)
+    unknown = [k for k in selected if k not in cfg.images]
+    if unknown:
+        raise FatalError(
+            f"no image {', '.join(map(repr, unknown))} in {config} "
+            f"(images: {', '.join(cfg.images)})"
+        )
+    state = StateDir(cfg.directory)
+    state.ensure()
+    cache = DigestCache(state.cache_path)
+    session = Session(context=context, namespace=namespace, timeout=timeout, log=stderr_log)
+    results = []
+    try:
+        pipeline = session.pipeline(cfg, state)
+        for key in selected:
+            image = cfg.images[key]
+            index = ContextIndex(image.context, image.dockerfile, cache)
+            index.scan()
+            outcome = pipeline.run(
+                key,
+                index.snapshot(),
+                cancel=threading.Event(),
+                log=_prefixed(key),
+            )
+            results.append(outcome)
+            if outcome.state == "failed":
+                stderr_log(f"[{key}] FAILED: {outcome.error}")
+                for line in outcome.tail[-20:]:
+                    stderr_log(f"[{key}]   {line}")
+            else:
+                stderr_log(
+                    f"[{key}] {outcome.state}: {outcome.reference} ({outcome.seconds:.2f} s)"
+                )
+        cache.save()
+        pipeline.publish()
+    finally:
+        session.close()
+    delivered = [o.key for o in results if o.state in ("built", "pushed", "up-to-date")]
+    ran: ExecResult | None = None
+    if exec_command and delivered:
+        runner = ExecCommand(
+            exec_command, directory=cfg.directory, env_file=pipeline.env_path, log=stderr_log
+        )
+        with _sigterm_stops(runner):
+            ran = runner.run(delivered)
+    elif exec_command:
+        stderr_log(f"[exec] no image was delivered; not running `{exec_command}`")
+    if fmt == "json":
+        json.dump(
+            {
+                "images": {
+                    o.key: {
+                        "state": o.state,
+                        "tag": o.tag,
+                        "reference": o.reference,
+                        "seconds": round(o.seconds, 3),
+                        "error": o.error,
+                        "log_tail": list(o.tail),
+                    }
+                    for o in results
+                },
+                "env_file": str(pipeline.env_path),
+                "exec": ran.as_json() if ran is not None else None,
+            },
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+    else:
+        print(f"wrote {pipeline.env_path}")
+    if ran is not None and ran.cancelled:
+        return EXIT_INTERRUPTED  # SIGTERM while CMD ran
+    failed = any(o.state == "failed" for o in results) or (ran is not None and not ran.ok)
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _sigterm_stops(runner: ExecCommand) -> Iterator[None]:
+    """SIGTERM while CMD runs stops it with its process group (``^C`` does
+    already: it interrupts the read loop, which kills the group)."""
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        runner.close()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

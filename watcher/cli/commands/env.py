@@ -1,0 +1,40 @@
+"""``devreg env [--image KEY] [--format dotenv|json]``: print the variables
+of ``.devreg.env`` (what the last successful builds delivered)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hookpkg.errors import FatalError
+from hookpkg.variables import HOOK_IMAGE_VAR, REGISTRY_VAR, names_for
+from watcher.daemon import dotenv
+
+
+def env(
+    *,
+    config: Path = Path("devspace.yaml"),
+    context: str | None = None,
+    namespace: str | None = None,
+    fmt: str = "dotenv",
+    image: str | None = None,
+) -> int:
+    directory = config.resolve().parent
+    path = directory / dotenv.ENV_FILE
+    if not path.exists():
+        raise FatalError(f"{path}: not written yet; run `devreg build` or `devreg watch`")
+    variables = dotenv.read(path)
+    if image is not None:
+        wanted = set(names_for(image)) | {REGISTRY_VAR}
+        selected = {k: v for k, v in variables.items() if k in wanted}
+        if not any(k in selected for k in names_for(image)):
+            raise FatalError(f"no variables for image {image!r} in {path}")
+        single = variables.get(HOOK_IMAGE_VAR)
+        if single is not None and single == selected.get(names_for(image)[1]):
+            selected[HOOK_IMAGE_VAR] = single
+        variables = selected
+    if fmt == "json":
+        sys.stdout.write(dotenv.to_json(variables))
+    else:
+        sys.stdout.write(dotenv.render(variables))
+    return 0

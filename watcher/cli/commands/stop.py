@@ -1,0 +1,54 @@
+"""``devreg stop``: end the background watcher (SIGTERM, then SIGKILL)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+from watcher.daemon.state import StateDir
+
+STOP_TIMEOUT = 15.0
+
+
+def stop(
+    *,
+    config: Path = Path("devspace.yaml"),
+    context: str | None = None,
+    namespace: str | None = None,
+    fmt: str = "text",
+) -> int:
+    state = StateDir(config.resolve().parent)
+    pid = state.read_pid()
+    if not state.watcher_running():
+        print("no devreg watcher is running for this project")
+        if pid is not None:
+            state.pid_path.unlink(missing_ok=True)
+        return 0
+    if pid is None:
+        print("a devreg watcher holds the lock but wrote no pid file; cannot stop it")
+        return 1
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    # The lock is released a moment before the process ends: wait for both,
+    # so that "stopped" means nothing of the watcher is left.
+    while state.watcher_running() or _alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            print(f"the watcher (pid {pid}) did not stop within {STOP_TIMEOUT:.0f} s; killed it")
+            return 1
+        time.sleep(0.02)
+    print(f"stopped the devreg watcher (pid {pid})")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie has ended: only its parent's bookkeeping is left)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

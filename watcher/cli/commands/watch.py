@@ -1,0 +1,160 @@
+"""``devreg watch [--detach] [--exec CMD]``: rebuild and deliver images when
+their sources change (SPEC §7). ``--detach`` starts the same command in the
+background with its log in ``.devreg/watch.log`` and returns once it is
+watching. ``--exec CMD`` runs CMD after each round of deliveries
+(:mod:`watcher.daemon.exec_cmd`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from hookpkg.errors import FatalError
+from watcher.build.contenttag import DigestCache
+from watcher.daemon.dotenv import ENV_FILE
+from watcher.daemon.exec_cmd import ExecCommand, check_exec
+from watcher.daemon.session import Session, read_config, require_config
+from watcher.daemon.state import StateDir
+from watcher.daemon.watch import Watcher
+
+DETACH_GRACE = 30.0  # beyond --timeout, for the first scan
+
+
+def _log(line: str) -> None:
+    now = time.time()
+    # Milliseconds: a rebuild takes well under a second, and its steps are
+    # read from this log.
+    stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+    print(f"{stamp} {line}", file=sys.stderr, flush=True)
+
+
+def watch(
+    *,
+    config: Path = Path("devspace.yaml"),
+    context: str | None = None,
+    namespace: str | None = None,
+    fmt: str = "text",
+    detach: bool = False,
+    debounce: float = 0.05,
+    jobs: int | None = None,
+    timeout: float = 120.0,
+    exec_command: str | None = None,
+) -> int:
+    if jobs is not None and jobs < 1:
+        raise FatalError("--jobs must be at least 1", exit_code=2)
+    check_exec(exec_command)
+    if detach:
+        return _detach(config, context, namespace, debounce, jobs, timeout, exec_command)
+    cfg = require_config(config, log=_log)
+    state = StateDir(cfg.directory)
+    state.acquire()
+    session = Session(context=context, namespace=namespace, timeout=timeout, log=_log)
+    watcher: Watcher | None = None
+    runner = (
+        ExecCommand(
+            exec_command, directory=cfg.directory, env_file=cfg.directory / ENV_FILE, log=_log
+        )
+        if exec_command
+        else None
+    )
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        _log(f"{signal.Signals(signum).name}: stopping")
+        if watcher is not None:
+            watcher.stop()
+        else:
+            raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        cache = DigestCache(state.cache_path)
+        watcher = Watcher(
+            config=cfg,
+            reload_config=lambda log: read_config(cfg.path, log=log),
+            make_pipeline=lambda c: session.pipeline(c, state),
+            cache=cache,
+            debounce=debounce,
+            jobs=jobs,
+            log=_log,
+            on_status=state.write_status,
+            exec_command=runner,
+        )
+        _log(
+            f"watching {len(cfg.images)} image(s) of {cfg.path} (debounce {debounce * 1000:.0f} ms)"
+        )
+        if runner is not None:
+            _log(f"after each delivery: `{runner.command}` (in {cfg.directory})")
+        watcher.run()
+        _log("stopped")
+        return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        session.close()
+        state.release()
+
+
+def _detach(
+    config: Path,
+    context: str | None,
+    namespace: str | None,
+    debounce: float,
+    jobs: int | None,
+    timeout: float,
+    exec_command: str | None,
+) -> int:
+    cfg = require_config(config)
+    state = StateDir(cfg.directory)
+    state.ensure()
+    if state.watcher_running():
+        raise FatalError(
+            f"a devreg watcher (pid {state.read_pid()}) is already running for this project"
+        )
+    argv = [sys.executable, "-m", "watcher", "watch", "-c", str(cfg.path.resolve())]
+    argv += ["--debounce", str(debounce), "--timeout", str(timeout)]
+    if context:
+        argv += ["--context", context]
+    if namespace:
+        argv += ["--namespace", namespace]
+    if jobs:
+        argv += ["--jobs", str(jobs)]
+    if exec_command:
+        argv += ["--exec", exec_command]
+    with open(state.log_path, "ab") as log:
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=cfg.directory,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout + DETACH_GRACE
+    while time.monotonic() < deadline:
+        code = child.poll()
+        if code is not None:
+            tail = state.log_path.read_text(errors="replace").splitlines()[-20:]
+            print("\n".join(tail), file=sys.stderr)
+            raise FatalError(
+                f"the background watcher exited with code {code}; log: {state.log_path}"
+            )
+        status = state.read_status() or {}
+        if status.get("pid") == child.pid and status.get("state") == "running":
+            print(
+                f"devreg watcher running in the background (pid {child.pid}); log: {state.log_path}"
+            )
+            print("`devreg status` shows it, `devreg stop` ends it")
+            return 0
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGTERM)
+    raise FatalError(
+        f"the background watcher did not start within {timeout + DETACH_GRACE:.0f} s; "
+        f"log: {state.log_path}"
+    )

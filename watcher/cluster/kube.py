@@ -1,0 +1,638 @@
+"""A small Kubernetes API client for one kubeconfig context.
+
+Why not the official client for every call: importing ``kubernetes`` costs
+about 0.5 s here (its models and auth plugins), more than ``kubectl get``
+takes in total, and ``devreg up`` runs at every watcher start. The calls
+devreg makes (get, list, server-side apply, delete) are plain JSON over
+HTTPS, so they go through :mod:`watcher.cluster.httpwire` on one kept-alive
+connection. The
+official client is still used where it earns its cost: the port-forward
+stream (:mod:`watcher.cluster.portforward`) and kubeconfig ``auth-provider`` entries
+(legacy OIDC/GCP plugins), whose token logic it owns.
+
+Every API error becomes :class:`ApiError`, a :class:`~hookpkg.errors.FatalError`
+whose message names the verb, the resource, the namespace, the context and
+the server, and says what to do.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import socket
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+
+from hookpkg.delivery import kubeconfig_paths
+from hookpkg.errors import FatalError
+from watcher.cluster.httpwire import Connection, ProtocolError
+
+FIELD_MANAGER = "devreg"
+DEFAULT_TIMEOUT = 10.0
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+
+# kind -> (API prefix, plural, namespaced)
+_RESOURCES: dict[str, tuple[str, str, bool]] = {
+    "Namespace": ("/api/v1", "namespaces", False),
+    "ConfigMap": ("/api/v1", "configmaps", True),
+    "Service": ("/api/v1", "services", True),
+    "Pod": ("/api/v1", "pods", True),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims", True),
+    "Event": ("/api/v1", "events", True),
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets", True),
+    "ReplicaSet": ("/apis/apps/v1", "replicasets", True),
+}
+
+
+def resource_path(kind: str, namespace: str | None = None, name: str | None = None) -> str:
+    """``/apis/apps/v1/namespaces/NS/deployments/NAME`` (name optional: a collection)."""
+    prefix, plural, namespaced = _RESOURCES[kind]
+    path = prefix
+    if namespaced:
+        if namespace is None:
+            raise ValueError(f"{kind} is namespaced")
+        path += f"/namespaces/{urllib.parse.quote(namespace, safe='')}"
+    path += f"/{plural}"
+    if name is not None:
+        path += f"/{urllib.parse.quote(name, safe='')}"
+    return path
+
+
+def resource_name(kind: str) -> str:
+    """What RBAC calls it: ``deployments.apps``, ``services``."""
+    prefix, plural, _ = _RESOURCES[kind]
+    group = prefix.split("/")[2] if prefix.startswith("/apis/") else ""
+    return f"{plural}.{group}" if group else plural
+
+
+class Action(NamedTuple):
+    """What a request does, for error messages: ``patch deployments.apps registry``."""
+
+    verb: str
+    kind: str
+    namespace: str | None
+    name: str | None = None
+
+    def describe(self) -> str:
+        what = resource_name(self.kind)
+        if self.name:
+            what += f" {self.name!r}"
+        if self.namespace:
+            what += f" in namespace {self.namespace!r}"
+        return f"{self.verb} {what}"
+
+
+class ApiError(FatalError):
+    """An answer of the API server other than success, explained."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        reason: str = "",
+        server_message: str = "",
+        causes: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.server_message = server_message
+        self.causes = list(causes)
+
+
+# --- kubeconfig -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KubeContext:
+    """One context of the merged kubeconfig, with its cluster and user entries.
+
+    ``*_dir`` is the directory of the file that defined the entry: relative
+    file names in it (``certificate-authority: ca.crt``) are relative to that
+    file, as kubectl reads them.
+    """
+
+    name: str
+    server: str
+    namespace: str  # the context's namespace, else "default"
+    user_name: str
+    cluster: Mapping[str, Any]
+    user: Mapping[str, Any]
+    cluster_dir: Path
+    user_dir: Path
+    files: tuple[Path, ...]
+
+
+def _load_yaml(path: Path) -> dict[str, Any] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        raise FatalError(f"{path}: the kubeconfig is not valid YAML: {e}", exit_code=2) from None
+    return data if isinstance(data, dict) else None
+
+
+def load_context(context: str | None = None, paths: Sequence[Path] | None = None) -> KubeContext:
+    """Find ``context`` (or the current one) in the merged kubeconfig files,
+    first file wins for each name, as kubectl merges them."""
+    paths = list(paths) if paths is not None else kubeconfig_paths()
+    current: str | None = None
+    entries: dict[str, dict[str, tuple[dict[str, Any], Path]]] = {
+        "contexts": {},
+        "clusters": {},
+        "users": {},
+    }
+    found: list[Path] = []
+    for path in paths:
+        data = _load_yaml(path)
+        if data is None:
+            continue
+        found.append(path)
+        if current is None and data.get("current-context"):
+            current = str(data["current-context"])
+        for section, by_name in entries.items():
+            for entry in data.get(section) or []:
+                if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                    by_name.setdefault(entry["name"], (entry, path.parent))
+    where = ", ".join(str(p) for p in paths) or "(none)"
+    if not found:
+        raise FatalError(
+            f"no kubeconfig found ({where}): devreg needs a cluster; set KUBECONFIG or "
+            "create ~/.kube/config (for example with `kind create cluster`)"
+        )
+    name = context or current
+    if not name:
+        raise FatalError(
+            f"the kubeconfig ({where}) has no current context: pass --context NAME or run "
+            "`kubectl config use-context NAME`"
+        )
+    if name not in entries["contexts"]:
+        known = ", ".join(sorted(entries["contexts"])) or "none"
+        raise FatalError(f"context {name!r} is not in the kubeconfig ({where}); contexts: {known}")
+    ctx_entry, _ = entries["contexts"][name]
+    ctx = ctx_entry.get("context") or {}
+    cluster_name = ctx.get("cluster")
+    if cluster_name not in entries["clusters"]:
+        raise FatalError(
+            f"context {name!r} names cluster {cluster_name!r}, which the kubeconfig ({where}) "
+            "does not define"
+        )
+    cluster_entry, cluster_dir = entries["clusters"][cluster_name]
+    cluster = cluster_entry.get("cluster") or {}
+    server = cluster.get("server")
+    if not isinstance(server, str) or not server:
+        raise FatalError(f"cluster {cluster_name!r} in the kubeconfig ({where}) has no server")
+    user_name = ctx.get("user") or ""
+    user_entry, user_dir = entries["users"].get(user_name, ({}, cluster_dir))
+    return KubeContext(
+        name=name,
+        server=server.rstrip("/"),
+        namespace=str(ctx.get("namespace") or "default"),
+        user_name=str(user_name),
+        cluster=cluster,
+        user=user_entry.get("user") or {},
+        cluster_dir=cluster_dir,
+        user_dir=user_dir,
+        files=tuple(found),
+    )
+
+
+def _file_or_data(entry: Mapping[str, Any], key: str, base: Path) -> bytes | None:
+    """``key-data`` (base64) or ``key`` (a file, relative to the kubeconfig)."""
+    data = entry.get(f"{key}-data")
+    if data:
+        return base64.b64decode(data)
+    name = entry.get(key)
+    if name:
+        path = Path(os.path.expanduser(str(name)))
+        try:
+            return (path if path.is_absolute() else base / path).read_bytes()
+        except OSError as e:
+            raise FatalError(f"kubeconfig {key} {str(path)!r}: cannot read: {e.strerror}") from None
+    return None
+
+
+@dataclass
+class _Auth:
+    headers: dict[str, str] = field(default_factory=dict)
+    cert: bytes | None = None
+    key: bytes | None = None
+    cert_files: tuple[str, str] | None = None  # from the official client's fallback
+
+
+def _exec_credential(ctx: KubeContext) -> _Auth:
+    """Run the kubeconfig's ``exec`` plugin (EKS, GKE, OIDC login helpers)."""
+    spec = ctx.user["exec"]
+    command = str(spec.get("command") or "")
+    if "/" in command and not os.path.isabs(command):
+        command = str(ctx.user_dir / command)
+    env = dict(os.environ)
+    for item in spec.get("env") or []:
+        env[str(item.get("name"))] = str(item.get("value"))
+    api_version = spec.get("apiVersion") or "client.authentication.k8s.io/v1"
+    env["KUBERNETES_EXEC_INFO"] = json.dumps(
+        {"apiVersion": api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
+    )
+    argv = [command, *[str(a) for a in spec.get("args") or []]]
+    import subprocess  # only exec plugins need it
+
+    try:
+        proc = subprocess.run(
+            argv, env=env, capture_output=True, timeout=60, check=False, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        hint = spec.get("installHint") or ""
+        raise FatalError(
+            f"context {ctx.name!r}: the credential plugin {command!r} did not run: {e}. {hint}"
+        ) from None
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise FatalError(
+            f"context {ctx.name!r}: the credential plugin {command!r} failed "
+            f"(exit {proc.returncode}): {' / '.join(tail)}"
+        )
+    try:
+        status = json.loads(proc.stdout).get("status") or {}
+    except (ValueError, AttributeError):
+        raise FatalError(
+            f"context {ctx.name!r}: the credential plugin {command!r} printed no ExecCredential"
+        ) from None
+    auth = _Auth()
+    if status.get("token"):
+        auth.headers["Authorization"] = f"Bearer {status['token']}"
+    if status.get("clientCertificateData") and status.get("clientKeyData"):
+        auth.cert = str(status["clientCertificateData"]).encode()
+        auth.key = str(status["clientKeyData"]).encode()
+    return auth
+
+
+def _official_client_auth(ctx: KubeContext) -> _Auth:
+    """``auth-provider`` entries: let the official client run its plugin."""
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    load: Any = config.load_kube_config
+    load(context=ctx.name, client_configuration=cfg, persist_config=False)
+    auth = _Auth()
+    token = cfg.get_api_key_with_prefix("authorization") if cfg.api_key else None
+    if token:
+        auth.headers["Authorization"] = str(token)
+    if cfg.cert_file and cfg.key_file:
+        auth.cert_files = (str(cfg.cert_file), str(cfg.key_file))
+    return auth
+
+
+def _user_auth(ctx: KubeContext) -> _Auth:
+    user = ctx.user
+    if user.get("auth-provider"):
+        return _official_client_auth(ctx)
+    auth = _exec_credential(ctx) if user.get("exec") else _Auth()
+    token = user.get("token")
+    if not token and user.get("tokenFile"):
+        token_bytes = _file_or_data({"tokenFile": user["tokenFile"]}, "tokenFile", ctx.user_dir)
+        token = (token_bytes or b"").decode().strip()
+    if token and "Authorization" not in auth.headers:
+        auth.headers["Authorization"] = f"Bearer {token}"
+    if user.get("username") and user.get("password") and "Authorization" not in auth.headers:
+        pair = f"{user['username']}:{user['password']}".encode()
+        auth.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    cert = _file_or_data(user, "client-certificate", ctx.user_dir)
+    key = _file_or_data(user, "client-key", ctx.user_dir)
+    if cert and key:
+        auth.cert, auth.key = cert, key
+    return auth
+
+
+def _ssl_context(ctx: KubeContext, auth: _Auth) -> ssl.SSLContext:
+    cluster = ctx.cluster
+    if cluster.get("insecure-skip-tls-verify"):
+        sslctx = ssl.create_default_context()
+        sslctx.check_hostname = False
+        sslctx.verify_mode = ssl.CERT_NONE
+    else:
+        ca = _file_or_data(cluster, "certificate-authority", ctx.cluster_dir)
+        sslctx = ssl.create_default_context(cadata=ca.decode() if ca else None)
+    if auth.cert_files:
+        sslctx.load_cert_chain(*auth.cert_files)
+    elif auth.cert and auth.key:
+        # load_cert_chain reads files only: a private temporary directory,
+        # removed as soon as the key is loaded.
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="devreg-kube-") as tmp:
+            cert_path, key_path = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
+            for path, data in ((cert_path, auth.cert), (key_path, auth.key)):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            sslctx.load_cert_chain(cert_path, key_path)
+    return sslctx
+
+
+# --- the client ------------------------------------------------------------------------------
+
+_RBAC = re.compile(
+    r'cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
+    r'(?: in API group "(?P<group>[^"]*)")?(?: in the namespace "(?P<namespace>[^"]+)")?'
+)
+
+
+class Kube:
+    """Requests to the API server of one context, on one kept-alive connection."""
+
+    def __init__(
+        self,
+        context: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        kubeconfig: Sequence[Path] | None = None,
+    ) -> None:
+        self.ctx = load_context(context, kubeconfig)
+        self.timeout = timeout
+        url = urllib.parse.urlsplit(self.ctx.server)
+        if url.scheme not in ("https", "http") or not url.hostname:
+            raise FatalError(
+                f"context {self.ctx.name!r}: server {self.ctx.server!r} is not an http(s) URL"
+            )
+        self._scheme = url.scheme
+        self._host = url.hostname
+        self._port = url.port
+        self._prefix = url.path.rstrip("/")
+        self._auth = _user_auth(self.ctx)
+        self._sslctx = _ssl_context(self.ctx, self._auth) if url.scheme == "https" else None
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def context(self) -> str:
+        return self.ctx.name
+
+    @property
+    def server(self) -> str:
+        return self.ctx.server
+
+    @property
+    def namespace(self) -> str:
+        """The context's namespace (``default`` when it names none)."""
+        return self.ctx.namespace
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Kube:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport --
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            default = 443 if self._scheme == "https" else 80
+            self._conn = Connection(
+                self._host,
+                self._port or default,
+                timeout=self.timeout,
+                sslctx=self._sslctx,
+                server_hostname=self.ctx.cluster.get("tls-server-name"),
+            )
+        return self._conn
+
+    def _unreachable(self, action: Action, error: BaseException) -> FatalError:
+        if isinstance(error, TimeoutError | socket.timeout):
+            why = f"no answer within {self.timeout:g} s"
+        elif isinstance(error, ssl.SSLCertVerificationError):
+            why = f"its TLS certificate was not accepted ({error.verify_message})"
+        elif isinstance(error, ConnectionRefusedError):
+            why = "connection refused"
+        else:
+            why = str(error) or type(error).__name__
+        return FatalError(
+            f"cannot reach the Kubernetes API server {self.server} (context {self.context!r}) "
+            f"to {action.describe()}: {why}. Is the cluster running? "
+            f"Check with `kubectl --context {self.context} cluster-info`."
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        action: Action,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, dict[str, Any]]:
+        """One request; returns (status, decoded JSON body) for any HTTP status.
+        Network failures raise :class:`FatalError` naming the server."""
+        status, raw = self._send(
+            method, path, action, query=query, body=body, content_type=content_type
+        )
+        try:
+            decoded = json.loads(raw) if raw else {}
+        except ValueError:
+            decoded = {"message": raw[:200].decode(errors="replace")}
+        return status, decoded if isinstance(decoded, dict) else {}
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        action: Action,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> tuple[int, bytes]:
+        url = self._prefix + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": accept, "User-Agent": "devreg", **self._auth.headers}
+        if data is not None:
+            headers["Content-Type"] = content_type
+        with self._lock:
+            for attempt in (1, 2):
+                conn = self._connection()
+                reused = conn.is_open
+                try:
+                    resp = conn.request(method, url, headers=headers, body=data)
+                    break
+                except (OSError, ProtocolError) as e:
+                    conn.close()
+                    self._conn = None
+                    # A kept-alive connection the server closed meanwhile
+                    # (reset, broken pipe, TLS EOF): one fresh try. Every
+                    # request devreg makes is idempotent. A timeout is not
+                    # retried: the caller's deadline counts.
+                    if attempt == 1 and reused and not isinstance(e, TimeoutError):
+                        continue
+                    raise self._unreachable(action, e) from None
+        return resp.status, resp.body
+
+    def error(self, action: Action, status: int, body: Mapping[str, Any]) -> ApiError:
+        """The user-facing error for a failed request."""
+        message = str(body.get("message") or "")
+        reason = str(body.get("reason") or "")
+        causes = (body.get("details") or {}).get("causes") or []
+        where = f"(context {self.context!r}, server {self.server})"
+        if status == 401:
+            text = (
+                f"the API server {self.server} rejected the credentials of context "
+                f"{self.context!r} (401 Unauthorized) while trying to {action.describe()}: "
+                "log in again (for example re-run your cloud's get-credentials command)"
+            )
+        elif status == 403 and "being terminated" in message:
+            text = (
+                f"namespace {action.namespace!r} is being deleted {where}: wait until "
+                f"`kubectl get namespace {action.namespace}` no longer finds it, then run "
+                "devreg again, or use another namespace (--namespace or localRegistry.namespace)"
+            )
+        elif status == 403:
+            m = _RBAC.search(message)
+            verb = m.group("verb") if m else action.verb
+            resource = resource_name(action.kind)
+            if m:
+                resource = m.group("resource") + (
+                    f".{m.group('group')}" if m.group("group") else ""
+                )
+            ns = (m.group("namespace") if m else None) or action.namespace
+            scope = f"in namespace {ns!r}" if ns else "cluster-wide"
+            user = f" (user {self.ctx.user_name!r})" if self.ctx.user_name else ""
+            text = (
+                f"context {self.context!r}{user} may not {verb} {resource} {scope} "
+                f"on {self.server}: the server said: {message or reason}. Ask the cluster's "
+                f"admin for permission to {verb} {resource} there, or run the registry in a "
+                "namespace you may use (--namespace or localRegistry.namespace)"
+            )
+        else:
+            text = (
+                f"{action.describe()} failed {where}: {status} {reason or 'error'}: "
+                f"{message or 'no message'}"
+            )
+        return ApiError(text, status=status, reason=reason, server_message=message, causes=causes)
+
+    # -- verbs --
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        action = Action("get", kind, namespace, name)
+        status, body = self.request("GET", resource_path(kind, namespace, name), action)
+        if status == 404:
+            return None
+        if status != 200:
+            raise self.error(action, status, body)
+        return body
+
+    def list(
+        self,
+        kind: str,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
+        action = Action("list", kind, namespace)
+        query = {}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        status, body = self.request("GET", resource_path(kind, namespace), action, query=query)
+        if status != 200:
+            raise self.error(action, status, body)
+        items = body.get("items") or []
+        return [i for i in items if isinstance(i, dict)]
+
+    def pod_log(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        container: str,
+        previous: bool = False,
+        tail_lines: int = 5,
+        limit_bytes: int = 4096,
+    ) -> str | None:
+        """The last lines a container wrote (``previous``: its last run before this
+        one), read through its node's kubelet; None when there is none to read or the
+        API server refuses (no permission, the kubelet unreachable)."""
+        action = Action("get", "Pod", namespace, name)
+        query = {
+            "container": container,
+            "tailLines": str(tail_lines),
+            "limitBytes": str(limit_bytes),
+        }
+        if previous:
+            query["previous"] = "true"
+        path = resource_path("Pod", namespace, name) + "/log"
+        status, raw = self._send("GET", path, action, query=query, accept="*/*")
+        return raw.decode(errors="replace") if status == 200 else None
+
+    def apply(self, obj: Mapping[str, Any], *, force: bool = False) -> dict[str, Any]:
+        """Server-side apply with field manager ``devreg``. Without ``force``,
+        fields another manager set to other values are a 409 conflict."""
+        kind = str(obj["kind"])
+        meta = obj["metadata"]
+        namespace = meta.get("namespace")
+        action = Action("patch", kind, namespace, meta["name"])
+        query = {"fieldManager": FIELD_MANAGER}
+        if force:
+            query["force"] = "true"
+        status, body = self.request(
+            "PATCH",
+            resource_path(kind, namespace, meta["name"]),
+            action,
+            query=query,
+            body=obj,
+            content_type=APPLY_CONTENT_TYPE,
+        )
+        if status not in (200, 201):
+            raise self.error(action, status, body)
+        return body
+
+    def delete(
+        self, kind: str, namespace: str | None, name: str, *, propagation: str = "Background"
+    ) -> bool:
+        """Delete; False when there was nothing to delete."""
+        action = Action("delete", kind, namespace, name)
+        status, body = self.request(
+            "DELETE",
+            resource_path(kind, namespace, name),
+            action,
+            body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
+        )
+        if status == 404:
+            return False
+        if status not in (200, 202):
+            raise self.error(action, status, body)
+        return True
+
+
+@contextlib.contextmanager
+def connect(context: str | None, *, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Kube]:
+    kube = Kube(context, timeout=timeout)
+    try:
+        yield kube
+    finally:
+        kube.close()
