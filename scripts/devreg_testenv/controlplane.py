@@ -498,7 +498,7 @@ def up_kube(state: dict[str, Any]) -> None:
         )
 
     argv = provisioner_argv()
-    if not (proc_alive(state, "provisioner") and same_argv(state, "provisioner", argv)):
+    if not (proc_alive(state, "provisioner") and provisioner_current(state)):
         stop_process(state, "provisioner")
         log("kube: starting the PersistentVolume provisioner loop")
         proc = start_process(
@@ -535,10 +535,17 @@ def up_kube(state: dict[str, Any]) -> None:
 def provisioner_argv() -> list[str]:
     """The provisioner loop's command line, naming a digest of the code it runs: a loop
     started from older code (the mode of its directories, say) is restarted by ``up``
-    and reported by ``env``, instead of running on unseen."""
+    and reported by ``env``, instead of running on unseen.  Only the digest is
+    compared (:func:`provisioner_current`): another checkout of the same code, with
+    another launcher path, uses the running loop as it is."""
     code = (Path(__file__).resolve().parent / "provisioner.py").read_bytes()
     digest = hashlib.sha256(code).hexdigest()[:12]
     return [sys.executable, str(LAUNCHER), "_provisioner", f"--code={digest}"]
+
+
+def provisioner_current(state: dict[str, Any]) -> bool:
+    rec = state["procs"].get("provisioner") or {}
+    return provisioner_argv()[-1] in (rec.get("argv") or [])
 
 
 def same_argv(state: dict[str, Any], name: str, argv: list[str]) -> bool:
@@ -558,7 +565,7 @@ def kube_problems(state: dict[str, Any]) -> list[str]:
     for name in KUBE_PROCESSES:
         if not proc_alive(state, name):
             problems.append(f"{name} is not running")
-    if proc_alive(state, "provisioner") and not same_argv(state, "provisioner", provisioner_argv()):
+    if proc_alive(state, "provisioner") and not provisioner_current(state):
         problems.append("the provisioner runs older code (`scripts/testenv up kube` restarts it)")
     if not problems:
         kube = Kube(int(state["ports"]["kube-apiserver"]))
