@@ -422,9 +422,10 @@ def build_image(
     )
 
 
-def build_config(loaded: Loaded) -> Config:
+def build_config(loaded: Loaded, *, directory: Path) -> Config:
+    """The typed config of a checked ``loaded`` (see :func:`hookpkg.project.load_project`,
+    which decides the project's ``directory``)."""
     assert loaded.main is not None
-    directory = loaded.main.path.parent.resolve()
     images: dict[str, Image] = {}
     for key, (source, node) in loaded.images.items():
         image = build_image(key, source, node, loaded, directory)
@@ -439,21 +440,3 @@ def build_config(loaded: Loaded) -> Config:
         has_local_registry=loaded.local_registry is not None,
         images=images,
     )
-
-
-def load_config(
-    path: Path, *, env: Mapping[str, str] | None = None
-) -> tuple[Config | None, list[Diagnostic]]:
-    """Load, validate and build: the entry point for the watcher and commands.
-
-    Returns ``(None, diagnostics)`` when the config has errors.
-    """
-    from hookpkg.validate import validate
-
-    loaded = load(path, env=env)
-    if loaded.main is None or loaded.old_version is not None:
-        return None, loaded.diagnostics
-    diagnostics = loaded.diagnostics + validate(loaded)
-    if any(d.severity == "error" for d in diagnostics):
-        return None, diagnostics
-    return build_config(loaded), diagnostics

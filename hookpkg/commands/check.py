@@ -12,6 +12,7 @@ from pathlib import Path
 from hookpkg import config as config_mod
 from hookpkg.delivery import Cluster, classify_cluster
 from hookpkg.errors import FatalError
+from hookpkg.project import project_paths
 from hookpkg.report import FileResult, exit_code, write_json, write_text
 from hookpkg.rewrite import make_preview
 from hookpkg.validate import validate
@@ -46,7 +47,7 @@ def check_file(path: Path, cluster: Cluster, *, registry: str, preview: bool = T
         result.status = "error"
         return result
     if preview:
-        cfg = config_mod.build_config(loaded)
+        cfg = config_mod.build_config(loaded, directory=project_paths(loaded.main.path).directory)
         result.preview = make_preview(loaded, cfg, cluster, registry_host=registry)
     return result
 

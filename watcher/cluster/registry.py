@@ -49,9 +49,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from hookpkg.config import Config, load_config
+from hookpkg.config import Config
 from hookpkg.delivery import Cluster, PathWord, classify_cluster, delivery_path
 from hookpkg.errors import FatalError
+from hookpkg.project import load_project
 from hookpkg.registry_objects import check_registry_settings
 from watcher.cluster import deploy as deploy
 from watcher.cluster.httpwire import Connection, ProtocolError
@@ -72,7 +73,8 @@ def stderr_log(line: str) -> None:
 
 
 def load_valid_config(path: Path, *, log: Log = stderr_log) -> Config:
-    config, diagnostics = load_config(path)
+    project = load_project(path)
+    config, diagnostics = project.config, project.diagnostics
     for d in diagnostics:
         if d.severity != "note" or config is None:
             print(d.format(), file=sys.stderr)

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hookpkg.errors import FatalError
+from hookpkg.project import ENV_FILE as ENV_FILE  # re-exported: callers name it here
 from hookpkg.variables import valid_value
 
-ENV_FILE = ".devreg.env"
 HEADER = (
     "# Written by devreg: the images the cluster should run. Do not edit.\n"
     "# Load it with: . ./.devreg.env\n"

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hookpkg.config import Config, load_config
+from hookpkg.config import Config
 from hookpkg.delivery import Cluster, classify_cluster
 from hookpkg.errors import FatalError
+from hookpkg.project import load_project
 from watcher.build.backends import BuildBackend
 from watcher.build.local import DockerCli, Engine, LocalDockerBackend, find_buildkit_cli
 from watcher.build.pipeline import Endpoint, Pipeline, connect_registry, plan_routes, plan_words
@@ -29,7 +30,8 @@ def stderr_log(line: str) -> None:
 
 def read_config(path: Path, *, log: Log = stderr_log) -> Config | None:
     """Load and validate; diagnostics go to ``log``. None when invalid."""
-    config, diagnostics = load_config(path)
+    project = load_project(path)
+    config, diagnostics = project.config, project.diagnostics
     for d in diagnostics:
         if d.severity != "note" or config is None:
             log(d.format())

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hookpkg.errors import FatalError
-
-STATE_DIR = ".devreg"
+from hookpkg.project import STATE_DIR
 
 
 def _write_json(path: Path, data: Any) -> None:

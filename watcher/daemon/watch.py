@@ -50,11 +50,11 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from hookpkg.config import Config
 from hookpkg.errors import FatalError
+from hookpkg.project import STATE_DIR
 from watcher.build.contenttag import ContextIndex, DigestCache
 from watcher.build.dockerignore import ContextFilter, candidate_ignore_files
 from watcher.build.pipeline import Outcome, Pipeline, registry_has
 from watcher.daemon.exec_cmd import ExecCommand
-from watcher.daemon.state import STATE_DIR
 
 Log = Callable[[str], None]
 EVENT_TYPES: list[type[FileSystemEvent]] = [

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hookpkg.config import load_config
+from hookpkg.project import load_project
 from watcher.build.buildkit.backend import BuildkitBackend
 from watcher.daemon.session import Session
 
@@ -31,7 +31,8 @@ def config(tmp_path: Path, localbuild: bool) -> Any:
         f"version: v2beta1\nlocalRegistry:\n  enabled: true\n  localbuild: {str(localbuild).lower()}\n"
         "  name: reg\n  port: 5001\nimages:\n  app:\n    image: ghcr.io/acme/app\n"
     )
-    cfg, diagnostics = load_config(tmp_path / "devspace.yaml")
+    project = load_project(tmp_path / "devspace.yaml")
+    cfg, diagnostics = project.config, project.diagnostics
     assert cfg is not None, diagnostics
     return cfg
 

@@ -123,7 +123,7 @@ def _project(root: Path, base_image: str, name: str) -> Path:
 def test_watcher_rebuilds_skips_touches_keeps_last_good_on_a_broken_dockerfile(
     tmp_path: Path, testenv: Any
 ) -> None:
-    from hookpkg.config import load_config
+    from hookpkg.project import load_project
     from watcher.build.contenttag import DigestCache
     from watcher.build.pipeline import registry_has
     from watcher.daemon import dotenv
@@ -133,7 +133,7 @@ def test_watcher_rebuilds_skips_touches_keeps_last_good_on_a_broken_dockerfile(
 
     name = f"w-{secrets.token_hex(4)}"
     config_path = _project(tmp_path / "p", testenv.base_image, name)
-    config, _ = load_config(config_path)
+    config = load_project(config_path).config
     assert config is not None
     state = StateDir(config.directory)
     state.acquire()
@@ -141,7 +141,7 @@ def test_watcher_rebuilds_skips_touches_keeps_last_good_on_a_broken_dockerfile(
     session = Session(context=testenv.context, namespace=None, timeout=30, log=lines.append)
     w = Watcher(
         config=config,
-        reload_config=lambda log: load_config(config_path)[0],
+        reload_config=lambda log: load_project(config_path).config,
         make_pipeline=lambda c: session.pipeline(c, state),
         cache=DigestCache(state.cache_path),
         log=lines.append,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from hookpkg.errors import FatalError
+from hookpkg.project import project_paths
 from hookpkg.variables import HOOK_IMAGE_VAR, REGISTRY_VAR, names_for
 from watcher.daemon import dotenv
 
@@ -19,8 +20,7 @@ def env(
     fmt: str = "dotenv",
     image: str | None = None,
 ) -> int:
-    directory = config.resolve().parent
-    path = directory / dotenv.ENV_FILE
+    path = project_paths(config).env_file
     if not path.exists():
         raise FatalError(f"{path}: not written yet; run `devreg build` or `devreg watch`")
     variables = dotenv.read(path)

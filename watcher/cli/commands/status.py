@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hookpkg.errors import FatalError
+from hookpkg.project import project_paths
 from watcher.daemon.state import StateDir
 
 
@@ -33,7 +34,7 @@ def status(
     namespace: str | None = None,
     fmt: str = "text",
 ) -> int:
-    state = StateDir(config.resolve().parent)
+    state = StateDir(project_paths(config).directory)
     running = state.watcher_running()
     saved = state.read_status() or {}
     watcher: dict[str, Any] = {

@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+from hookpkg.project import project_paths
 from watcher.daemon.state import StateDir
 
 STOP_TIMEOUT = 15.0
@@ -20,7 +21,7 @@ def stop(
     namespace: str | None = None,
     fmt: str = "text",
 ) -> int:
-    state = StateDir(config.resolve().parent)
+    state = StateDir(project_paths(config).directory)
     pid = state.read_pid()
     if not state.watcher_running():
         print("no devreg watcher is running for this project")

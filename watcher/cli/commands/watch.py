@@ -16,8 +16,8 @@ from pathlib import Path
 from types import FrameType
 
 from hookpkg.errors import FatalError
+from hookpkg.project import ENV_FILE
 from watcher.build.contenttag import DigestCache
-from watcher.daemon.dotenv import ENV_FILE
 from watcher.daemon.exec_cmd import ExecCommand, check_exec
 from watcher.daemon.session import Session, read_config, require_config
 from watcher.daemon.state import StateDir

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from hookpkg.config import Image, load_config
+from hookpkg.config import Image
+from hookpkg.project import load_project
 from tests.plugins.testenv import TestEnv
 from watcher.build.backends import BuildCancelled, BuildError, BuildRequest
 from watcher.build.buildkit.backend import BuildkitBackend, push_name, workdir_name
@@ -345,7 +346,8 @@ def test_pipeline_content_tag_and_skip_if_present(
         "    context: ctx\n    dockerfile: ctx/Dockerfile\n"
         "localRegistry:\n  localbuild: false\n"
     )
-    config, diagnostics = load_config(tmp_path / "devspace.yaml")
+    loaded = load_project(tmp_path / "devspace.yaml")
+    config, diagnostics = loaded.config, loaded.diagnostics
     assert config is not None, diagnostics
     state = StateDir(tmp_path)
     state.ensure()

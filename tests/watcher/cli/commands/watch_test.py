@@ -117,12 +117,12 @@ def test_watch_detach_node_port_on_localhost(
     """The registry devreg deploys, reached at ``localhost:<nodePort>`` as on
     kind or minikube. No kubelet here: a registry process on the node port
     stands in for the node (the same stand-in as registry_test)."""
-    from hookpkg.config import load_config
+    from hookpkg.project import load_project
     from watcher.cluster.registry import ensure_registry
 
     config_path = copy_example(tmp_path / "hello", image=f"devreg-test/np-{secrets.token_hex(4)}")
     project = config_path.parent
-    config, _ = load_config(config_path)
+    config = load_project(config_path).config
     assert config is not None
     first = ensure_registry(
         config, context=testenv.context, namespace=namespace, timeout=60, require_reach=False
