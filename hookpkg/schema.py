@@ -27,10 +27,9 @@ SCHEMA_RESOURCE = "schemas/local-registry.schema.json"
 
 
 class SchemaError(NamedTuple):
-    node: Node
+    node: Node  # the value, or the key of an unknown key
     path: str
     message: str
-    at_key: bool = False  # point at the key node rather than the value
 
 
 @functools.cache
@@ -153,9 +152,7 @@ class Validator:
                 yield from self.errors(child, props[key], child_path)
             elif schema.get("additionalProperties") is False:
                 key_node = node.keys.get(key, child)
-                yield SchemaError(
-                    key_node, child_path, unknown_key_message(key, props), at_key=True
-                )
+                yield SchemaError(key_node, child_path, unknown_key_message(key, props))
 
 
 def unknown_key_message(key: str, known: Any) -> str:

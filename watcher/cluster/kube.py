@@ -18,7 +18,6 @@ the server, and says what to do.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import re
@@ -26,7 +25,7 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -627,12 +626,3 @@ class Kube:
         if status not in (200, 202):
             raise self.error(action, status, body)
         return True
-
-
-@contextlib.contextmanager
-def connect(context: str | None, *, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Kube]:
-    kube = Kube(context, timeout=timeout)
-    try:
-        yield kube
-    finally:
-        kube.close()
