@@ -8,6 +8,10 @@ Session fixtures:
 * ``buildkitd``: the address (``unix://…/buildkitd.sock``) of a buildkitd started for
   the session as root with the runc worker, its socket and state in a temporary
   directory, stopped at the end.
+* ``buildkit_image``: the BuildKit sidecar image of ``scripts/testenv`` (part
+  ``buildkit``: ``devreg-test/buildkit:<version>``, rootless as
+  ``moby/buildkit:master-rootless`` is, in every real node's containerd), for
+  ``localRegistry.buildKitImage``; the part is brought up when it does not run.
 
 With ``CI=true`` a buildkitd that cannot be built or started fails the test run;
 elsewhere the tests that need it are skipped with the reason. Tests using these
@@ -24,15 +28,22 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    # Imported lazily below: this plugin loads before the testenv plugin, whose
+    # module pytest must import itself (assertion rewriting).
+    from tests.plugins.testenv import TestEnv
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "buildkit-bin"
+TESTENV = REPO / "scripts" / "testenv"
 # A cold build of buildkitd + buildctl on 2 busy cores.
 BUILD_TIMEOUT = float(os.environ.get("DEVREG_BUILDKIT_BUILD_TIMEOUT", 40 * 60))
 START_TIMEOUT = 60.0
-FIXTURES = ("buildkit_bin", "buildkitd")
+FIXTURES = ("buildkit_bin", "buildkitd", "buildkit_image")
 
 
 def _unavailable(reason: str) -> None:
@@ -126,6 +137,41 @@ def buildkitd(buildkit_bin: Path) -> Iterator[str]:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def buildkit_image(testenv: TestEnv) -> str:
+    """``DEVREG_TEST_BUILDKIT_IMAGE``, bringing part ``buildkit`` up when the running
+    environment does not export it (or says it is not running)."""
+    from tests.plugins.testenv import parse_exports
+
+    image = os.environ.get("DEVREG_TEST_BUILDKIT_IMAGE")
+    env = subprocess.run(
+        [str(TESTENV), "env"], capture_output=True, text=True, timeout=60, check=False
+    )
+    if not image or env.returncode != 0:
+        try:
+            done = subprocess.run(
+                [str(TESTENV), "up", "buildkit"],
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            _unavailable(f"scripts/testenv up buildkit: {e}")
+            raise  # unreachable
+        if done.returncode != 0:
+            _unavailable(
+                f"scripts/testenv up buildkit failed (exit {done.returncode}):\n"
+                f"{_tail(done.stderr)}"
+            )
+        image = parse_exports(done.stdout).get("DEVREG_TEST_BUILDKIT_IMAGE")
+        if not image:
+            _unavailable("scripts/testenv up buildkit exported no DEVREG_TEST_BUILDKIT_IMAGE")
+        os.environ["DEVREG_TEST_BUILDKIT_IMAGE"] = str(image)
+    return str(image)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,5 +1,9 @@
-"""A stand-in for the API server's pod endpoints, on loopback: the one place
-where a real pod cannot exist here (no kubelet, so no exec).
+"""A stand-in for the API server's pod endpoints, on loopback, kept for one framing
+edge case a real kubelet cannot be made to produce here: a server that speaks only the
+``v4.channel.k8s.io`` exec protocol (Kubernetes before 1.30), which cannot half-close
+stdin. The test environment's API server and kubelets (v1.34) negotiate v5 with the
+official client, so that case has no real counterpart here; everything else the exec
+transport does runs through a real kubelet (``real_pod_test.py``).
 
 It answers the two calls :class:`watcher.build.buildkit.transport.ExecTransport`
 makes, at the wire level, so that the client side is the real one (the
@@ -16,7 +20,7 @@ its ``WSClient`` and ``websocket-client``):
 
 What it does not prove: the API server's proxying to a kubelet, the kubelet's
 CRI exec, the sidecar image's userland (approximated by running the commands
-with busybox applets first on PATH).
+with busybox applets first on PATH); real_pod_test.py does.
 """
 
 from __future__ import annotations
