@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hookpkg.commands.check import registry_host
 from hookpkg.config import build_local_registry, load
+from hookpkg.plan import registry_namespace
 from watcher.cluster.deploy import service_node_port
 from watcher.cluster.kep1755 import read_hosting
 from watcher.cluster.kube import Kube
@@ -25,7 +26,7 @@ def registry_from_cluster(*, config: Path, context: str | None, namespace: str |
         hosting = read_hosting(kube, log=stderr_log)
         if hosting is not None:
             return hosting.host
-        ns = namespace or registry.namespace or kube.namespace
+        ns = registry_namespace(namespace, registry, kube.namespace)
         service = kube.get("Service", ns, registry.name)
     node_port = service_node_port(service) if service is not None else None
     if node_port is None:

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from hookpkg import plan as plan_mod
 from hookpkg.config import Config
 from hookpkg.delivery import Cluster, PathWord, classify_cluster, delivery_path
 from hookpkg.errors import FatalError
@@ -89,7 +90,7 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 def registry_namespace(config: Config, namespace: str | None, kube: Kube) -> str:
     """``--namespace``, else ``localRegistry.namespace``, else the context's."""
     check_namespace_flag(namespace)
-    return namespace or config.local_registry.namespace or kube.namespace
+    return plan_mod.registry_namespace(namespace, config.local_registry, kube.namespace)
 
 
 def check_namespace_flag(namespace: str | None) -> None:
@@ -561,21 +562,18 @@ def plan_delivery(
     """Path word per image (SPEC §2), with the push check and KEP-1755 applied.
     ``namespace`` is accepted for symmetry with ``ensure_registry``."""
     del namespace
-    paths: dict[str, PathWord] = {}
+    first = plan_mod.first_paths(config, cluster)
     checks: dict[str, PushCheck] = {}
-    registry = config.local_registry
-    for key, image in config.images.items():
-        word = delivery_path(image, registry, cluster)
+    for key, word in first.items():
         if word == "local-registry-if-refused":
-            result = (checker or default_checker()).check(image.image)
+            result = (checker or default_checker()).check(config.images[key].image)
             checks[key] = result
-            word = delivery_path(image, registry, cluster, push_allowed=result.allowed)
             if not result.allowed:
                 log(
                     f"[{key}] {result.repository}: no push permission ({result.reason}); "
                     "using the local registry"
                 )
-        paths[key] = word
+    paths = plan_mod.decided_paths(first, {k: c.allowed for k, c in checks.items()})
     hosting = None
     if ask_cluster and any(w == "local-registry" for w in paths.values()):
         with Kube(context) as kube:

@@ -4,22 +4,25 @@ each image's path, reach the registry and the engine, make a pipeline."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hookpkg import plan as plan_mod
 from hookpkg.config import Config
 from hookpkg.delivery import Cluster, classify_cluster
 from hookpkg.errors import FatalError
+from hookpkg.plan import ImagePlan
 from hookpkg.project import load_project
 from watcher.build.backends import BuildBackend
 from watcher.build.local import DockerCli, Engine, LocalDockerBackend, find_buildkit_cli
-from watcher.build.pipeline import Endpoint, Pipeline, connect_registry, plan_routes, plan_words
+from watcher.build.pipeline import Pipeline
 from watcher.daemon.state import StateDir
 
-if TYPE_CHECKING:  # imported when a build needs it: it brings the kubernetes client
+if TYPE_CHECKING:  # imported when a build needs them: they bring the kubernetes client
     from watcher.build.buildkit.backend import BuildkitBackend
+    from watcher.cluster.registry import RegistryEndpoint
 
 Log = Callable[[str], None]
 
@@ -49,7 +52,10 @@ def require_config(path: Path, *, log: Log = stderr_log) -> Config:
 
 @dataclass
 class Session:
-    """The long-lived parts: one engine, one CLI, the registry endpoint."""
+    """The one place that gathers effects for a pipeline: the push check, the
+    registry (deployed or the cluster's), the local engine and CLI, the in-cluster
+    builder. They live as long as the session; the plan itself is pure
+    (:mod:`hookpkg.plan`)."""
 
     context: str | None
     namespace: str | None
@@ -60,28 +66,40 @@ class Session:
     cli: DockerCli | None = None
     backend: BuildBackend | None = None
     in_cluster: BuildkitBackend | None = None
-    endpoint: Endpoint | None = None
+    endpoint: RegistryEndpoint | None = None
 
     def __post_init__(self) -> None:
         self.cluster = classify_cluster(self.context)
 
-    def pipeline(self, config: Config, state: StateDir) -> Pipeline:
-        words = plan_words(
-            config, self.cluster, context=self.context, namespace=self.namespace, log=self.log
-        )
-        if any(w == "local-registry" for w in words.values()) and self.endpoint is None:
-            self.endpoint = connect_registry(
+    def plan(self, config: Config) -> dict[str, ImagePlan]:
+        """Each image's plan, with the push check run and the registry reached when a
+        path needs them."""
+        from watcher.cluster.registry import ensure_registry, plan_delivery
+
+        # The KEP-1755 registry is looked up by ``ensure_registry`` itself; asking
+        # here too would be a second API call for the same answer.
+        paths = plan_delivery(
+            config, self.cluster, context=self.context, log=self.log, ask_cluster=False
+        ).paths
+        if plan_mod.needs_registry(paths) and self.endpoint is None:
+            self.endpoint = ensure_registry(
                 config,
                 context=self.context,
                 namespace=self.namespace,
                 timeout=self.timeout,
                 log=self.log,
             )
-        in_cluster = self._in_cluster_backend(config)
-        needs_engine = any(
-            not (w == "local-registry" and in_cluster is not None) for w in words.values()
-        )
-        if needs_engine and self.engine is None:
+        registry = None
+        if self.endpoint is not None:
+            registry = plan_mod.Registry(
+                self.endpoint.host, self.endpoint.source, self.endpoint.namespace
+            )
+        return plan_mod.plan_images(config, self.cluster, paths, registry)
+
+    def pipeline(self, config: Config, state: StateDir) -> Pipeline:
+        plans = self.plan(config)
+        in_cluster = self._in_cluster_backend(config, plans)
+        if plan_mod.needs_engine(plans) and self.engine is None:
             self.engine = Engine()
             self.engine.ping()
             self.cli = find_buildkit_cli()
@@ -91,10 +109,9 @@ class Session:
                 )
                 self.log(f"building with {self.cli.path} {self.cli.version}: {mode}")
             self.backend = LocalDockerBackend(self.engine, self.cli, log=self.log)
-        routes = plan_routes(config, words, self.cluster, self.endpoint)
         return Pipeline(
             config,
-            routes=routes,
+            routes=plans,
             endpoint=self.endpoint,
             engine=self.engine,
             backend=self.backend,
@@ -103,18 +120,18 @@ class Session:
             in_cluster=in_cluster,
         )
 
-    def _in_cluster_backend(self, config: Config) -> BuildkitBackend | None:
-        """``localbuild: false`` builds in the ``buildkitd`` sidecar of the
-        registry devreg deployed. A KEP-1755 registry has no sidecar, so its
-        images are built by the local engine."""
-        lr = config.local_registry
-        deployed = getattr(self.endpoint, "source", None) == "deployed"
-        if lr.localbuild or not deployed:
+    def _in_cluster_backend(
+        self, config: Config, plans: Mapping[str, ImagePlan]
+    ) -> BuildkitBackend | None:
+        """The registry pod's ``buildkitd``, for the images the plan builds there."""
+        if not any(p.builder == "in-cluster" for p in plans.values()):
             return None
-        namespace = getattr(self.endpoint, "namespace", None) or lr.namespace or "default"
+        assert self.endpoint is not None and self.endpoint.namespace is not None
+        lr = config.local_registry
         if self.in_cluster is None:
             from watcher.build.buildkit.backend import from_context
 
+            namespace = self.endpoint.namespace
             self.in_cluster = from_context(
                 self.context, namespace=namespace, registry_name=lr.name, registry_port=lr.port
             )

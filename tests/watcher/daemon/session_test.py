@@ -1,4 +1,5 @@
-"""Which builder a session picks for ``localbuild: false`` (SPEC §3, §6)."""
+"""The session gathers the plan's effects: which builder ``localbuild: false`` gets
+(SPEC §3, §6) and the in-cluster backend beside the registry it reached."""
 
 from __future__ import annotations
 
@@ -49,9 +50,13 @@ def test_in_cluster_backend_choice(
     testenv: Any, tmp_path: Path, localbuild: bool, source: str, in_cluster: bool
 ) -> None:
     session = Session(testenv.context, None, 5.0, lambda _: None)
-    session.endpoint = Endpoint(source)
+    session.endpoint = Endpoint(source)  # type: ignore[assignment]
     try:
-        backend = session._in_cluster_backend(config(tmp_path, localbuild))
+        cfg = config(tmp_path, localbuild)
+        plans = session.plan(cfg)
+        assert (plans["app"].builder == "in-cluster") is in_cluster
+        assert plans["app"].repository == "localhost:31234/acme/app"
+        backend = session._in_cluster_backend(cfg, plans)
         assert (backend is not None) is in_cluster
         if backend is not None:
             assert isinstance(backend, BuildkitBackend)
