@@ -103,16 +103,25 @@ def registry_container(registry: LocalRegistry) -> Obj:
 
 
 def buildkit_container(registry: LocalRegistry) -> Obj:
+    """Rootless BuildKit, nothing privileged and no capability added. Each field was
+    checked on a real node by taking it away (docs/buildkit.md, "The buildkitd
+    container on a real node")."""
     return {
         "name": "buildkitd",
         "image": registry.buildkit_image,
-        # Rootless BuildKit in an unprivileged pod cannot create its own PID
-        # namespace; the flag makes it run steps without that sandbox.
+        # A RUN step in a PID namespace of its own needs a fresh /proc, which the
+        # kernel refuses inside the user namespace while the container's /proc has
+        # masked paths: without the flag every RUN step fails to mount proc.
         "args": ["--oci-worker-no-process-sandbox"],
         "readinessProbe": {
             "exec": {"command": ["buildctl", "debug", "workers"]},
             "periodSeconds": 5,
         },
+        # rootlesskit makes a user namespace and buildkitd mounts in it: the default
+        # seccomp profile forbids both. Privilege escalation and the default
+        # capabilities stay: newuidmap/newgidmap need their setuid bit or file
+        # capabilities to write the id maps (allowPrivilegeEscalation: false, or
+        # dropping ALL, stops rootlesskit at once).
         "securityContext": {
             "seccompProfile": {"type": "Unconfined"},
             "runAsUser": UID,
