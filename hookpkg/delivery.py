@@ -8,6 +8,8 @@ watcher passes their answers in.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -42,29 +44,75 @@ def kubeconfig_paths(env: dict[str, str] | os._Environ[str] | None = None) -> li
     return [Path.home() / ".kube" / "config"]
 
 
-def read_kubeconfig(paths: list[Path]) -> dict[str, Any]:
-    """Merge kubeconfig files the way kubectl does (first one wins)."""
-    merged: dict[str, Any] = {"contexts": [], "clusters": []}
-    seen: dict[str, set[str]] = {"contexts": set(), "clusters": set()}
+@dataclass(frozen=True)
+class Kubeconfig:
+    """The kubeconfig files merged as kubectl merges them: the first file that names a
+    context, cluster or user wins, and the first ``current-context`` wins. Each entry
+    keeps the directory of the file that defined it (relative file names in it are
+    relative to that file). The one reader of kubeconfig files: the offline
+    classification here and the runtime's API client both use it."""
+
+    files: tuple[Path, ...]  # the files that were read
+    current: str | None
+    contexts: Mapping[str, tuple[dict[str, Any], Path]]
+    clusters: Mapping[str, tuple[dict[str, Any], Path]]
+    users: Mapping[str, tuple[dict[str, Any], Path]]
+
+
+class KubeconfigError(Exception):
+    """A kubeconfig file that exists but is not a YAML document."""
+
+    def __init__(self, path: Path, error: Exception) -> None:
+        super().__init__(f"{path}: the kubeconfig is not valid YAML: {error}")
+
+
+def merge_kubeconfig(paths: list[Path], *, strict: bool = False) -> Kubeconfig:
+    """Read and merge ``paths``; unreadable files are skipped. ``strict``: a file that is
+    not valid YAML raises :class:`KubeconfigError` (the runtime), instead of being
+    skipped (the offline preview, which must never fail on a kubeconfig)."""
+    files: list[Path] = []
+    current: str | None = None
+    sections: dict[str, dict[str, tuple[dict[str, Any], Path]]] = {
+        "contexts": {},
+        "clusters": {},
+        "users": {},
+    }
     for path in paths:
         try:
-            data = yaml.load(
-                path.read_text(encoding="utf-8"),
-                Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader),
-            )
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        try:
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError as e:
+            if strict:
+                raise KubeconfigError(path, e) from None
             continue
         if not isinstance(data, dict):
             continue
-        if merged.get("current-context") is None and data.get("current-context"):
-            merged["current-context"] = data["current-context"]
-        for section in ("contexts", "clusters"):
+        files.append(path)
+        if current is None and data.get("current-context"):
+            current = str(data["current-context"])
+        for section, by_name in sections.items():
             for entry in data.get(section) or []:
                 name = entry.get("name") if isinstance(entry, dict) else None
-                if isinstance(name, str) and name not in seen[section]:
-                    seen[section].add(name)
-                    merged[section].append(entry)
-    return merged
+                if isinstance(name, str):
+                    by_name.setdefault(name, (entry, path.parent))
+    return Kubeconfig(
+        tuple(files), current, sections["contexts"], sections["clusters"], sections["users"]
+    )
+
+
+def read_kubeconfig(paths: list[Path]) -> dict[str, Any]:
+    """The merged kubeconfig as one document (what :func:`classify` reads)."""
+    merged = merge_kubeconfig(paths)
+    doc: dict[str, Any] = {
+        "contexts": [entry for entry, _ in merged.contexts.values()],
+        "clusters": [entry for entry, _ in merged.clusters.values()],
+    }
+    if merged.current is not None:
+        doc["current-context"] = merged.current
+    return doc
 
 
 def _is_local_context(context: str, cluster_entry: dict[str, Any] | None) -> bool:

@@ -30,9 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import yaml
-
-from hookpkg.delivery import kubeconfig_paths
+from hookpkg.delivery import KubeconfigError, kubeconfig_paths, merge_kubeconfig
 from hookpkg.errors import FatalError
 from watcher.cluster.httpwire import Connection, ProtocolError
 
@@ -134,40 +132,16 @@ class KubeContext:
     files: tuple[Path, ...]
 
 
-def _load_yaml(path: Path) -> dict[str, Any] | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as e:
-        raise FatalError(f"{path}: the kubeconfig is not valid YAML: {e}", exit_code=2) from None
-    return data if isinstance(data, dict) else None
-
-
 def load_context(context: str | None = None, paths: Sequence[Path] | None = None) -> KubeContext:
     """Find ``context`` (or the current one) in the merged kubeconfig files,
     first file wins for each name, as kubectl merges them."""
     paths = list(paths) if paths is not None else kubeconfig_paths()
-    current: str | None = None
-    entries: dict[str, dict[str, tuple[dict[str, Any], Path]]] = {
-        "contexts": {},
-        "clusters": {},
-        "users": {},
-    }
-    found: list[Path] = []
-    for path in paths:
-        data = _load_yaml(path)
-        if data is None:
-            continue
-        found.append(path)
-        if current is None and data.get("current-context"):
-            current = str(data["current-context"])
-        for section, by_name in entries.items():
-            for entry in data.get(section) or []:
-                if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-                    by_name.setdefault(entry["name"], (entry, path.parent))
+    try:
+        merged = merge_kubeconfig(paths, strict=True)
+    except KubeconfigError as e:
+        raise FatalError(str(e), exit_code=2) from None
+    current, found = merged.current, merged.files
+    entries = {"contexts": merged.contexts, "clusters": merged.clusters, "users": merged.users}
     where = ", ".join(str(p) for p in paths) or "(none)"
     if not found:
         raise FatalError(
@@ -186,7 +160,7 @@ def load_context(context: str | None = None, paths: Sequence[Path] | None = None
     ctx_entry, _ = entries["contexts"][name]
     ctx = ctx_entry.get("context") or {}
     cluster_name = ctx.get("cluster")
-    if cluster_name not in entries["clusters"]:
+    if not isinstance(cluster_name, str) or cluster_name not in entries["clusters"]:
         raise FatalError(
             f"context {name!r} names cluster {cluster_name!r}, which the kubeconfig ({where}) "
             "does not define"
