@@ -146,7 +146,15 @@ def pod_template(registry: LocalRegistry) -> Obj:
     metadata: Obj = {"labels": selector(registry)}
     if annotations:
         metadata["annotations"] = annotations
-    spec: Obj = {"enableServiceLinks": False, "containers": containers}
+    spec: Obj = {
+        "enableServiceLinks": False,
+        # The volumes belong to the registry's group (uid/gid 1000): a fresh cloud disk
+        # behind the PVC is root's and the registry could not write its first push
+        # (seen on the test nodes' root-owned hostPath volumes). OnRootMismatch: the
+        # kubelet chowns a large registry only once, not at every mount.
+        "securityContext": {"fsGroup": UID, "fsGroupChangePolicy": "OnRootMismatch"},
+        "containers": containers,
+    }
     if volumes:
         spec["volumes"] = volumes
     return {"metadata": metadata, "spec": spec}

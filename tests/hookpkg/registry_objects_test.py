@@ -51,6 +51,12 @@ def get(obj: Any, path: str) -> Any:
             DEFAULT, "spec.template.spec.enableServiceLinks", False, id="no-service-links"
         ),
         pytest.param(
+            DEFAULT,
+            "spec.template.spec.securityContext",
+            {"fsGroup": 1000, "fsGroupChangePolicy": "OnRootMismatch"},
+            id="volumes-writable-by-the-registry",
+        ),
+        pytest.param(
             DEFAULT, "spec.template.spec.containers[0].name", "registry", id="registry-container"
         ),
         pytest.param(

@@ -6,8 +6,8 @@ SDK's ``images.build`` only drives the classic builder, which refuses
 SDK does the rest (ping, inspect, tag, push with per-layer progress). Without
 a BuildKit-capable CLI the SDK's classic build is used, and said once.
 
-Commands are tuples from small pure functions (``build_argv``,
-``kind_load_argv``) run through :mod:`watcher.proc`.
+Commands are tuples from small pure functions (``build_argv``) run through
+:mod:`watcher.proc`. Loading into kind is :mod:`watcher.build.kind`.
 """
 
 from __future__ import annotations
@@ -110,10 +110,6 @@ def build_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     env["DOCKER_BUILDKIT"] = "1"
     env.setdefault("BUILDKIT_PROGRESS", "plain")
     return env
-
-
-def kind_load_argv(cluster: str, reference: str, *, kind: str = "kind") -> tuple[str, ...]:
-    return (kind, "load", "docker-image", "--name", cluster, reference)
 
 
 class Engine:
@@ -290,21 +286,6 @@ class LocalDockerBackend:
         return BuildResult(
             request.reference, time.monotonic() - started, image_id=built_id, log_tail=done.tail
         )
-
-
-def kind_load(
-    cluster: str, reference: str, *, log: Log, cancel: threading.Event, kind: str = "kind"
-) -> None:
-    try:
-        done = proc.run(kind_load_argv(cluster, reference, kind=kind), log=log, cancel=cancel)
-    except FileNotFoundError:
-        raise FatalError(
-            "`kind` is not on PATH; it is needed to load images into a kind cluster"
-        ) from None
-    if done.cancelled:
-        raise BuildCancelled()
-    if not done.ok:
-        raise BuildError(f"kind load failed (exit {done.returncode})", done.tail)
 
 
 def join_argv(argv: Sequence[str]) -> str:

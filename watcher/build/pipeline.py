@@ -26,7 +26,8 @@ from hookpkg.reference import parse_reference, rewrite_repository
 from hookpkg.variables import Delivered, all_variables
 from watcher.build.backends import BuildBackend, BuildCancelled, BuildError, BuildRequest
 from watcher.build.contenttag import Snapshot, content_tag
-from watcher.build.local import Engine, kind_load
+from watcher.build.kind import load as kind_load
+from watcher.build.local import Engine
 from watcher.daemon import dotenv
 from watcher.daemon.state import StateDir
 
@@ -227,12 +228,12 @@ class Pipeline:
         engine = self._engine()
         if route.path == "own-registry":
             return engine.remote_has(reference)
-        if engine.image_id(reference) is None:
-            return False
         if route.path == "kind-load":
-            record = self.state.read_delivered().get(route.key, {})
-            return record.get("tag") == tag and record.get("kind") == route.kind_cluster
-        return True
+            # kind itself asks each node's containerd whether it has the image and
+            # imports it only where it is missing: the load decides (after
+            # `kind delete/create cluster` the nodes lost what devreg delivered).
+            return False
+        return engine.image_id(reference) is not None
 
     # --- one pass --------------------------------------------------------------
 
@@ -274,6 +275,8 @@ class Pipeline:
                 raise BuildCancelled()
             layers = self._deliver(route, tag, reference, cancel=cancel, log=log)
             self._publish_result(key, route, tag, content, is_current)
+            if layers is None and not built:  # kind: every node had it already
+                return Outcome(key, "up-to-date", tag, reference, time.monotonic() - started)
             state = "built" if built else "pushed"
             return Outcome(
                 key,
@@ -282,7 +285,7 @@ class Pipeline:
                 reference,
                 time.monotonic() - started,
                 built=built,
-                layers_pushed=layers,
+                layers_pushed=layers or 0,
             )
         except BuildCancelled:
             return Outcome(key, "cancelled", tag, reference, time.monotonic() - started)
@@ -320,14 +323,16 @@ class Pipeline:
 
     def _deliver(
         self, route: Route, tag: str, reference: str, *, cancel: threading.Event, log: Log
-    ) -> int:
+    ) -> int | None:
+        """Layers pushed; None when nothing had to move (kind: every node had it)."""
         if route.path in ("local-registry", "own-registry"):
             log(f"pushing {reference}")
             return self._engine().push(route.repository, tag, log=log, cancel=cancel)
         if route.path == "kind-load":
             assert route.kind_cluster is not None
             log(f"kind load docker-image --name {route.kind_cluster} {reference}")
-            kind_load(route.kind_cluster, reference, log=log, cancel=cancel, kind=self.kind)
+            nodes = kind_load(route.kind_cluster, reference, log=log, cancel=cancel, kind=self.kind)
+            return 0 if nodes else None
         return 0
 
     # --- publication -------------------------------------------------------------
