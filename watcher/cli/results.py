@@ -1,0 +1,168 @@
+"""What each command found or did: one record per command, returned to
+:func:`watcher.cli.main.main`, which hands it to :mod:`watcher.cli.report`
+(text or JSON) and exits with its ``exit_code``.
+
+Pure and light: the domain records some of them carry (a registry endpoint, a
+build's outcome, an ``--exec`` run) are imported for type checking only, so
+that ``devreg check`` (the pre-commit hook) loads none of the runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from hookpkg import report as hook_report
+from hookpkg.report import FileResult
+from watcher.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER
+
+if TYPE_CHECKING:
+    from watcher.build.pipeline import Outcome
+    from watcher.cluster.registry import RegistryEndpoint
+    from watcher.daemon.exec_cmd import ExecResult
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """``devreg check`` and ``devreg preview``: one result per file."""
+
+    files: tuple[FileResult, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return hook_report.exit_code(list(self.files))
+
+
+@dataclass(frozen=True)
+class UpResult:
+    """``devreg up``: the registry, ready and answering where devreg pushes.
+    Closed: a port-forward it needed ended with the command."""
+
+    endpoint: RegistryEndpoint
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK
+
+
+@dataclass(frozen=True)
+class DownResult:
+    """``devreg down``: what was deleted, and the volume claims kept."""
+
+    context: str
+    server: str
+    namespace: str
+    name: str
+    removed: tuple[str, ...]  # "Deployment/registry", …
+    kept_claims: tuple[str, ...]  # () with --purge
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK
+
+
+@dataclass(frozen=True)
+class WatcherStatus:
+    """The watcher half of ``devreg status``, as its status file left it
+    (``images``, ``config_errors``, ``exec`` and ``updated`` are that file's
+    values, shown as they are)."""
+
+    running: bool
+    pid: int | None  # when running
+    log_path: Path
+    log_written: bool  # whether log_path exists
+    images: Mapping[str, Mapping[str, Any]]
+    config_errors: Sequence[str]
+    exec: Any  # the --exec command's state (a mapping), or None
+    updated: Any  # time.time() of the last write, or None
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    """``devreg status``: the registry (``status_info``, or ``{"error": …}``
+    when it cannot be told) and the watcher."""
+
+    watcher: WatcherStatus
+    registry: Mapping[str, Any]
+    now: float  # time.time() when it was read: the "… s ago" in the text
+
+    @property
+    def exit_code(self) -> int:
+        # devreg's registry is deployed (and used) but its pod is not Ready: pushes
+        # fail, and its lines ("pod_problems") say what the kubelet reported.
+        reg = self.registry
+        broken = reg.get("deployed") and not reg.get("kep1755") and not reg.get("pod_ready")
+        return EXIT_USER if broken else EXIT_OK
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """``devreg build``: each image's outcome, the variables file written, and
+    the ``--exec`` run (None when CMD was not given or not run)."""
+
+    images: tuple[Outcome, ...]
+    env_file: Path
+    exec_result: ExecResult | None = None
+
+    @property
+    def exit_code(self) -> int:
+        ran = self.exec_result
+        if ran is not None and ran.cancelled:
+            return EXIT_INTERRUPTED  # SIGTERM while CMD ran
+        failed = any(o.state == "failed" for o in self.images) or (ran is not None and not ran.ok)
+        return EXIT_USER if failed else EXIT_OK
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    """``devreg watch``: with ``--detach``, the background watcher now running
+    (``pid``, ``log``); without, nothing (the watcher ran here until stopped)."""
+
+    pid: int | None = None
+    log: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK
+
+
+StopOutcome = Literal["not-running", "no-pid", "stopped", "killed"]
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """``devreg stop``: whether there was a watcher, and how it ended
+    (``killed``: it did not stop within ``timeout`` seconds of SIGTERM)."""
+
+    outcome: StopOutcome
+    pid: int | None = None
+    timeout: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_USER if self.outcome in ("no-pid", "killed") else EXIT_OK
+
+
+@dataclass(frozen=True)
+class EnvResult:
+    """``devreg env``: the variables of ``.devreg.env`` (or one image's)."""
+
+    variables: Mapping[str, str]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK
+
+
+Result = (
+    CheckResult
+    | UpResult
+    | DownResult
+    | StatusResult
+    | BuildResult
+    | WatchResult
+    | StopResult
+    | EnvResult
+)
