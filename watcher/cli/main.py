@@ -1,22 +1,29 @@
 """``devreg``'s command line: the only module that knows about argparse.
 
-Each command is a plain function taking keyword arguments and returning an
-exit code. Command modules are imported lazily so that ``devreg check`` (the
-pre-commit hook, run on every commit) never imports docker, kubernetes or
-watchdog.
+Each command is a plain function taking keyword arguments and returning its
+result (:mod:`watcher.cli.results`); :mod:`watcher.cli.report` prints it as
+text or JSON, and the result says the exit code. Each flag is registered on
+the commands that use it. Command modules are imported lazily so that
+``devreg check`` (the pre-commit hook, run on every commit) never imports
+docker, kubernetes or watchdog.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from watcher.cli.results import Result
 
 # command -> (module, function)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "check": ("hookpkg.commands.check", "check"),
+    "check": ("watcher.cli.commands.check", "check"),
     "preview": ("watcher.cli.commands.preview", "preview"),
     "up": ("watcher.cli.commands.up", "up"),
     "down": ("watcher.cli.commands.down", "down"),
@@ -48,7 +55,7 @@ def _node_port(text: str) -> int:
     return value
 
 
-def _common(p: argparse.ArgumentParser, *, formats: tuple[str, ...] = ("text", "json")) -> None:
+def _config_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-c",
         "--config",
@@ -56,15 +63,31 @@ def _common(p: argparse.ArgumentParser, *, formats: tuple[str, ...] = ("text", "
         default=Path("devspace.yaml"),
         help="the DevSpace config (default: ./devspace.yaml)",
     )
+
+
+def _context_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", help="kubeconfig context (default: the current one)")
+
+
+def _namespace_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--namespace",
         help="namespace of the registry (default: localRegistry.namespace, "
         "else the context's namespace)",
     )
+
+
+def _format_flag(p: argparse.ArgumentParser, formats: tuple[str, ...] = ("text", "json")) -> None:
     p.add_argument(
         "--format", dest="fmt", choices=formats, default=formats[0], help="output format"
     )
+
+
+def _cluster_flags(p: argparse.ArgumentParser) -> None:
+    """What a command that talks to the registry in the cluster takes."""
+    _config_flag(p)
+    _context_flag(p)
+    _namespace_flag(p)
 
 
 def _exec_flag(p: argparse.ArgumentParser, when: str) -> None:
@@ -97,7 +120,9 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "check", help="validate localRegistry and preview rewrites (the pre-commit hook)"
     )
-    _common(p)
+    _config_flag(p)
+    _context_flag(p)  # kind's context name decides the kind-load path
+    _format_flag(p)
     p.add_argument(
         "files",
         nargs="*",
@@ -108,7 +133,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-port", type=_node_port, help="preview with this node port")
 
     p = sub.add_parser("preview", help="show how every image URL will be rewritten")
-    _common(p)
+    _cluster_flags(p)  # the namespace for --cluster
+    _format_flag(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--node-port", type=_node_port, help="substitute this node port")
     group.add_argument(
@@ -120,7 +146,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "up", help="deploy the registry into the cluster, wait until it is ready, reach it"
     )
-    _common(p)
+    _cluster_flags(p)
+    _format_flag(p)
     p.add_argument(
         "--timeout",
         type=_positive_float,
@@ -129,14 +156,17 @@ def make_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("down", help="remove the registry from the cluster")
-    _common(p)
+    _cluster_flags(p)
+    _format_flag(p)
     p.add_argument("--purge", action="store_true", help="also delete the registry's volume claims")
 
     p = sub.add_parser("status", help="the registry and the background watcher, per image")
-    _common(p)
+    _cluster_flags(p)
+    _format_flag(p)
 
     p = sub.add_parser("build", help="one build-and-deliver pass, then write .devreg.env")
-    _common(p)
+    _cluster_flags(p)
+    _format_flag(p)
     p.add_argument("keys", nargs="*", metavar="KEY", help="image keys (default: all)")
     _exec_flag(p, "once after the pass, when an image was delivered")
     p.add_argument(
@@ -144,7 +174,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("watch", help="rebuild and deliver images when their sources change")
-    _common(p)
+    _cluster_flags(p)
     p.add_argument("--detach", action="store_true", help="run in the background (log in .devreg/)")
     p.add_argument(
         "--debounce",
@@ -161,10 +191,11 @@ def make_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("stop", help="stop the background watcher")
-    _common(p)
+    _config_flag(p)
 
     p = sub.add_parser("env", help="print the image variables")
-    _common(p, formats=("dotenv", "json"))
+    _config_flag(p)
+    _format_flag(p, ("dotenv", "json"))
     p.add_argument("--image", metavar="KEY", help="only this image's variables")
     return parser
 
@@ -186,22 +217,46 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _command(name: str) -> Callable[..., int]:
+class Invocation(NamedTuple):
+    """One command line, parsed: the command, its keyword arguments, and the
+    format its result is reported in (its ``--format``, else its text form)."""
+
+    command: str
+    options: Mapping[str, Any]
+    fmt: str = "text"
+
+
+def parse(argv: Sequence[str] | None = None) -> Invocation:
+    """Raises SystemExit as argparse does: 2 for a usage error, 0 for --help."""
+    args = vars(make_parser().parse_args(argv))
+    command = args.pop("command")
+    fmt = args.pop("fmt", "text")
+    return Invocation(command, MappingProxyType(args), fmt)
+
+
+def _command(name: str) -> Callable[..., Result]:
     module, func = COMMANDS[name]
-    fn: Callable[..., int] = getattr(importlib.import_module(module), func)
+    fn: Callable[..., Result] = getattr(importlib.import_module(module), func)
     return fn
 
 
+def run(invocation: Invocation) -> int:
+    """Run the command, report its result on stdout; its exit code."""
+    from watcher.cli.report import write
+
+    result = _command(invocation.command)(**invocation.options)
+    write(result, invocation.fmt, sys.stdout)
+    return result.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser()
     try:
-        args = parser.parse_args(argv)
+        invocation = parse(argv)
     except SystemExit as e:  # argparse: 2 for usage errors, 0 for --help
         return int(e.code or 0)
-    kwargs: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command"}
     from watcher.cli.errors import run_command
 
-    return run_command(lambda: _command(args.command)(**kwargs))
+    return run_command(lambda: run(invocation))
 
 
 if __name__ == "__main__":

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +12,8 @@ from types import FrameType
 
 from hookpkg.errors import FatalError
 from watcher.build.contenttag import ContextIndex, DigestCache
-from watcher.cli.errors import EXIT_INTERRUPTED
+from watcher.build.pipeline import Outcome
+from watcher.cli.results import BuildResult
 from watcher.daemon.exec_cmd import ExecCommand, ExecResult, check_exec
 from watcher.daemon.session import Session, require_config, stderr_log
 from watcher.daemon.state import StateDir
@@ -32,11 +31,10 @@ def build(
     config: Path = Path("devspace.yaml"),
     context: str | None = None,
     namespace: str | None = None,
-    fmt: str = "text",
     keys: list[str] | None = None,
     timeout: float = 120.0,
     exec_command: str | None = None,
-) -> int:
+) -> BuildResult:
     check_exec(exec_command)
     cfg = require_config(config)
     selected = list(keys or cfg.images)
@@ -50,7 +48,7 @@ def build(
     state.ensure()
     cache = DigestCache(state.cache_path)
     session = Session(context=context, namespace=namespace, timeout=timeout, log=stderr_log)
-    results = []
+    results: list[Outcome] = []
     try:
         pipeline = session.pipeline(cfg, state)
         for key in selected:
@@ -86,33 +84,7 @@ def build(
             ran = runner.run(delivered)
     elif exec_command:
         stderr_log(f"[exec] no image was delivered; not running `{exec_command}`")
-    if fmt == "json":
-        json.dump(
-            {
-                "images": {
-                    o.key: {
-                        "state": o.state,
-                        "tag": o.tag,
-                        "reference": o.reference,
-                        "seconds": round(o.seconds, 3),
-                        "error": o.error,
-                        "log_tail": list(o.tail),
-                    }
-                    for o in results
-                },
-                "env_file": str(pipeline.env_path),
-                "exec": ran.as_json() if ran is not None else None,
-            },
-            sys.stdout,
-            indent=2,
-        )
-        sys.stdout.write("\n")
-    else:
-        print(f"wrote {pipeline.env_path}")
-    if ran is not None and ran.cancelled:
-        return EXIT_INTERRUPTED  # SIGTERM while CMD ran
-    failed = any(o.state == "failed" for o in results) or (ran is not None and not ran.ok)
-    return 1 if failed else 0
+    return BuildResult(tuple(results), pipeline.env_path, ran)
 
 
 @contextlib.contextmanager

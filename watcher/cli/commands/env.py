@@ -3,23 +3,16 @@ of ``.devreg.env`` (what the last successful builds delivered)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from hookpkg.errors import FatalError
 from hookpkg.project import project_paths
 from hookpkg.variables import HOOK_IMAGE_VAR, REGISTRY_VAR, names_for
+from watcher.cli.results import EnvResult
 from watcher.daemon import dotenv
 
 
-def env(
-    *,
-    config: Path = Path("devspace.yaml"),
-    context: str | None = None,
-    namespace: str | None = None,
-    fmt: str = "dotenv",
-    image: str | None = None,
-) -> int:
+def env(*, config: Path = Path("devspace.yaml"), image: str | None = None) -> EnvResult:
     path = project_paths(config).env_file
     if not path.exists():
         raise FatalError(f"{path}: not written yet; run `devreg build` or `devreg watch`")
@@ -33,8 +26,4 @@ def env(
         if single is not None and single == selected.get(names_for(image)[1]):
             selected[HOOK_IMAGE_VAR] = single
         variables = selected
-    if fmt == "json":
-        sys.stdout.write(dotenv.to_json(variables))
-    else:
-        sys.stdout.write(dotenv.render(variables))
-    return 0
+    return EnvResult(variables)

@@ -9,28 +9,21 @@ import time
 from pathlib import Path
 
 from hookpkg.project import project_paths
+from watcher.cli.results import StopResult
 from watcher.daemon.state import StateDir
 
 STOP_TIMEOUT = 15.0
 
 
-def stop(
-    *,
-    config: Path = Path("devspace.yaml"),
-    context: str | None = None,
-    namespace: str | None = None,
-    fmt: str = "text",
-) -> int:
+def stop(*, config: Path = Path("devspace.yaml")) -> StopResult:
     state = StateDir(project_paths(config).directory)
     pid = state.read_pid()
     if not state.watcher_running():
-        print("no devreg watcher is running for this project")
         if pid is not None:
             state.pid_path.unlink(missing_ok=True)
-        return 0
+        return StopResult("not-running")
     if pid is None:
-        print("a devreg watcher holds the lock but wrote no pid file; cannot stop it")
-        return 1
+        return StopResult("no-pid")
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     # The lock is released a moment before the process ends: wait for both,
@@ -39,11 +32,9 @@ def stop(
         if time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            print(f"the watcher (pid {pid}) did not stop within {STOP_TIMEOUT:.0f} s; killed it")
-            return 1
+            return StopResult("killed", pid, timeout=STOP_TIMEOUT)
         time.sleep(0.02)
-    print(f"stopped the devreg watcher (pid {pid})")
-    return 0
+    return StopResult("stopped", pid)
 
 
 def _alive(pid: int) -> bool:

@@ -11,44 +11,10 @@ keep their own for as long as they run.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
-from watcher.cluster.registry import (
-    RegistryEndpoint,
-    ensure_registry,
-    load_valid_config,
-    stderr_log,
-)
-
-
-def describe(endpoint: RegistryEndpoint) -> list[str]:
-    """The text report (also used by the tests and docs)."""
-    if endpoint.source == "kep-1755":
-        lines = [
-            f"registry {endpoint.host} (published by the cluster, KEP-1755; nothing deployed)",
-            f"  context    {endpoint.context} ({endpoint.server})",
-        ]
-        if endpoint.kep1755 and endpoint.kep1755.help:
-            lines.append(f"  help       {endpoint.kep1755.help}")
-    else:
-        lines = [
-            f"registry {endpoint.host} is ready",
-            f"  context    {endpoint.context} ({endpoint.server})",
-            f"  namespace  {endpoint.namespace}",
-            f"  name       {endpoint.name}",
-            f"  workload   {endpoint.workload_kind}",
-            f"  node port  {endpoint.node_port}",
-        ]
-    if endpoint.reach == "localhost" or endpoint.reach == "kep-1755":
-        lines.append(f"  reach      {endpoint.host} answers GET /v2/")
-    elif endpoint.reach == "port-forward":
-        lines.append(
-            f"  reach      through a port-forward {endpoint.push_host} -> the registry pod "
-            "(verified; it ends with this command, `devreg watch` keeps its own)"
-        )
-    return lines
+from watcher.cli.results import UpResult
+from watcher.cluster.registry import ensure_registry, load_valid_config, stderr_log
 
 
 def up(
@@ -56,9 +22,8 @@ def up(
     config: Path = Path("devspace.yaml"),
     context: str | None = None,
     namespace: str | None = None,
-    fmt: str = "text",
     timeout: float = 120.0,
-) -> int:
+) -> UpResult:
     cfg = load_valid_config(config)
     if cfg.local_registry.enabled is False:
         stderr_log("note: localRegistry.enabled is false, so no image will use this registry")
@@ -66,12 +31,5 @@ def up(
     endpoint = ensure_registry(
         cfg, context=context, namespace=namespace, timeout=timeout, log=stderr_log
     )
-    try:
-        if fmt == "json":
-            json.dump(endpoint.as_json(), sys.stdout, indent=2, sort_keys=True)
-            sys.stdout.write("\n")
-        else:
-            print("\n".join(describe(endpoint)))
-    finally:
-        endpoint.close()
-    return 0
+    endpoint.close()
+    return UpResult(endpoint)

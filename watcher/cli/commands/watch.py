@@ -18,6 +18,7 @@ from types import FrameType
 from hookpkg.errors import FatalError
 from hookpkg.project import ENV_FILE
 from watcher.build.contenttag import DigestCache
+from watcher.cli.results import WatchResult
 from watcher.daemon.exec_cmd import ExecCommand, check_exec
 from watcher.daemon.session import Session, read_config, require_config
 from watcher.daemon.state import StateDir
@@ -39,13 +40,12 @@ def watch(
     config: Path = Path("devspace.yaml"),
     context: str | None = None,
     namespace: str | None = None,
-    fmt: str = "text",
     detach: bool = False,
     debounce: float = 0.05,
     jobs: int | None = None,
     timeout: float = 120.0,
     exec_command: str | None = None,
-) -> int:
+) -> WatchResult:
     if jobs is not None and jobs < 1:
         raise FatalError("--jobs must be at least 1", exit_code=2)
     check_exec(exec_command)
@@ -92,7 +92,7 @@ def watch(
             _log(f"after each delivery: `{runner.command}` (in {cfg.directory})")
         watcher.run()
         _log("stopped")
-        return 0
+        return WatchResult()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -108,7 +108,7 @@ def _detach(
     jobs: int | None,
     timeout: float,
     exec_command: str | None,
-) -> int:
+) -> WatchResult:
     cfg = require_config(config)
     state = StateDir(cfg.directory)
     state.ensure()
@@ -146,11 +146,7 @@ def _detach(
             )
         status = state.read_status() or {}
         if status.get("pid") == child.pid and status.get("state") == "running":
-            print(
-                f"devreg watcher running in the background (pid {child.pid}); log: {state.log_path}"
-            )
-            print("`devreg status` shows it, `devreg stop` ends it")
-            return 0
+            return WatchResult(pid=child.pid, log=state.log_path)
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGTERM)
