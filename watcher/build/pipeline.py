@@ -1,10 +1,9 @@
 """One image, one pass: tag → skip if present → build → deliver → publish.
 
 Used by ``devreg build`` (each image once) and by the watcher (again on every
-change). The cluster side (where the registry is, which path each image takes)
-comes from :mod:`watcher.cluster.registry` (issue 4) through :func:`plan_words` and
-:func:`connect_registry`; building goes through a
-:class:`~watcher.build.backends.BuildBackend`.
+change). Which way each image goes, under which name and who builds it is decided
+before, once (:mod:`hookpkg.plan`, gathered by ``watcher.daemon.session``); building
+goes through a :class:`~watcher.build.backends.BuildBackend`.
 """
 
 from __future__ import annotations
@@ -15,14 +14,12 @@ import string
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from hookpkg.config import Config, Image
-from hookpkg.delivery import Cluster
 from hookpkg.errors import FatalError
-from hookpkg.reference import parse_reference, rewrite_repository
+from hookpkg.plan import ImagePlan
+from hookpkg.project import ENV_FILE
 from hookpkg.variables import Delivered, all_variables
 from watcher.build.backends import BuildBackend, BuildCancelled, BuildError, BuildRequest
 from watcher.build.contenttag import Snapshot, content_tag
@@ -51,14 +48,8 @@ class Endpoint(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class Route:
-    """Where one image goes (SPEC §2) and under which name."""
-
-    key: str
-    path: str  # "local-registry" | "own-registry" | "kind-load" | "local-engine"
-    repository: str  # the name it is tagged and delivered under
-    kind_cluster: str | None = None
+# Where one image goes and under which name: the plan decided in hookpkg.plan.
+Route = ImagePlan
 
 
 class Outcome(NamedTuple):
@@ -71,64 +62,6 @@ class Outcome(NamedTuple):
     tail: tuple[str, ...] = ()
     built: bool = False
     layers_pushed: int = 0
-
-
-def connect_registry(
-    config: Config, *, context: str | None, namespace: str | None, timeout: float, log: Log
-) -> Endpoint:
-    """Ensure the registry (or find the cluster's KEP-1755 one) and reach it."""
-    from watcher.cluster.registry import ensure_registry  # the cluster half: only when needed
-
-    endpoint: Endpoint = ensure_registry(
-        config, context=context, namespace=namespace, timeout=timeout, log=log
-    )
-    return endpoint
-
-
-def plan_words(
-    config: Config,
-    cluster: Cluster,
-    *,
-    context: str | None,
-    namespace: str | None,
-    log: Log,
-) -> dict[str, str]:
-    """Path word per image (SPEC §2), after the push-permission check that
-    ``watcher.cluster.registry.plan_delivery`` runs for remote clusters."""
-    from watcher.cluster.registry import plan_delivery
-
-    # The KEP-1755 registry is looked up by ``ensure_registry`` itself; asking
-    # here too would be a second API call for the same answer.
-    plan = plan_delivery(
-        config, cluster, context=context, namespace=namespace, log=log, ask_cluster=False
-    )
-    words: dict[str, str] = dict(plan.paths)
-    # A push check that could not run at all leaves the word undecided: the
-    # watcher's purpose is the local registry, so a refused push is assumed.
-    return {
-        k: ("local-registry" if w == "local-registry-if-refused" else w) for k, w in words.items()
-    }
-
-
-def plan_routes(
-    config: Config, words: Mapping[str, str], cluster: Cluster, endpoint: Endpoint | None
-) -> dict[str, Route]:
-    routes: dict[str, Route] = {}
-    for key, image in config.images.items():
-        word = words[key]
-        ref = parse_reference(image.image)
-        if word == "local-registry":
-            if endpoint is None:
-                raise FatalError(
-                    f"image {key!r} goes through the local registry, but no registry is connected"
-                )
-            repository = rewrite_repository(ref, endpoint.host)
-        else:
-            repository = ref.repository
-        routes[key] = Route(
-            key, word, repository, cluster.kind_name if word == "kind-load" else None
-        )
-    return routes
 
 
 def registry_has(push_host: str, repository: str, tag: str, *, timeout: float = 5.0) -> bool | None:
@@ -181,7 +114,7 @@ class Pipeline:
         self.state = state
         self.log = log
         self.kind = kind
-        self.env_path = config.directory / dotenv.ENV_FILE
+        self.env_path = config.directory / ENV_FILE
         self._publish = threading.Lock()
 
     # --- tags ----------------------------------------------------------------
@@ -297,7 +230,9 @@ class Pipeline:
             return Outcome(key, "failed", tag, reference, time.monotonic() - started, msg)
 
     def backend_for(self, route: Route) -> BuildBackend:
-        if self.in_cluster is not None and route.path == "local-registry":
+        if route.builder == "in-cluster":
+            if self.in_cluster is None:
+                raise FatalError(f"image {route.key!r} builds in the cluster, but no buildkitd")
             return self.in_cluster
         if self.backend is None:
             raise FatalError(f"no build backend for image {route.key!r}")
@@ -376,7 +311,3 @@ class Pipeline:
     def publish(self) -> None:
         with self._publish:
             self._write_env(self.state.read_delivered())
-
-
-def env_path(config_dir: Path) -> Path:
-    return config_dir / dotenv.ENV_FILE
