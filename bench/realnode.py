@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from hookpkg.config import LocalRegistry  # noqa: E402  (after sys.path)
 from tests.watcher.e2e import copy_example, devreg  # noqa: E402
-from watcher import registry_objects as objects  # noqa: E402
+from hookpkg import registry_objects as objects  # noqa: E402
 
 
 def need(name: str) -> str:
