@@ -40,9 +40,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from hookpkg import registry_objects as objects  # noqa: E402
 from hookpkg.config import LocalRegistry  # noqa: E402  (after sys.path)
 from tests.watcher.e2e import copy_example, devreg  # noqa: E402
-from hookpkg import registry_objects as objects  # noqa: E402
 
 
 def need(name: str) -> str:
