@@ -30,7 +30,8 @@ from hookpkg.registry_objects import WorkloadKind
 from watcher.cluster.kube import FIELD_MANAGER, ApiError, Kube
 
 Log = Callable[[str], None]
-POLL_INTERVAL = 0.25
+# A GET of one object is cheap; `kubectl rollout status` (a watch) reacts at once.
+POLL_INTERVAL = 0.1
 POD_LOOK_INTERVAL = 1.0  # while waiting: how often the pod's status is looked at
 
 

@@ -12,7 +12,7 @@ require_reach=True) -> RegistryEndpoint``
     alive until ``endpoint.close()``. ``endpoint.host`` is what images are
     named with and nodes pull (``localhost:31234``); ``endpoint.push_host``
     is where this machine pushes (the same, or ``127.0.0.1:31234`` of the
-    forward). Both ways are tried again every 0.15 s until ``GET /v2/``
+    forward). Both ways are tried again every 0.05 s until ``GET /v2/``
     answers or ``timeout`` (counted from the start, readiness included) has
     passed; then :class:`RegistryUnreachable` (a ``FatalError``) names every
     address tried, its last error, and what to check. With
@@ -181,8 +181,8 @@ class RegistryEndpoint:
 
 # Between rounds of tries. Short, so that a registry that answers at once
 # costs nothing and one that answers a moment later (kube-proxy programming
-# the node port just after the pod turned Ready) is used within ~0.15 s.
-REACH_INTERVAL = 0.15
+# the node port just after the pod turned Ready) is used within ~0.05 s.
+REACH_INTERVAL = 0.05
 MIN_PROBE_TIMEOUT = 0.5  # a try made at or past the deadline still gets this long
 # How long a registry that has just become Ready is asked at localhost:<nodePort>
 # alone before a port-forward is tried too (kube-proxy routes a new
