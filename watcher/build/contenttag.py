@@ -6,8 +6,10 @@ link), the build args and the target. mtimes, owners and the ignored files do
 not count, so a ``touch`` or a save without edits gives the same tag.
 
 Three speeds matter (bench/watch.py, figure 4):
-- first computation: one tight loop per directory (``scandir``, ``lstat``,
-  open, read into one reused buffer, hash), no generator or call per layer.
+- first computation: the walk (:meth:`ContextFilter.walk`) hands over one
+  directory at a time; one tight loop looks its entries up in the cache and
+  one more reads and hashes the rest through one reused buffer (both right
+  after the directory is listed, while its inodes are in the CPU's caches).
   Files of 1 MB and more go to a thread pool. Measured on this 2-core VM with
   a 20,000 × 10 kB context, under the load of other test runs: one thread
   0.73 s, a pool of 2 threads over directories 1.0 s, of 3 threads 0.75 s;
@@ -28,117 +30,92 @@ import marshal
 import os
 import stat
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from watcher.build.dockerignore import ContextFilter, candidate_ignore_files
+from watcher.build.dockerignore import ContextFilter, Found, candidate_ignore_files
 
 TAG_VERSION = "devreg-content-tag/1"
 CACHE_VERSION = "devreg-content-cache/2"
 TAG_LENGTH = 16
-CACHE_NAME = "contenttag-cache.marshal"
 _BUF = 1 << 20
 _BIG = 1 << 20  # files hashed on the pool
 _MOD = 1 << 256
 _NOATIME = getattr(os, "O_NOATIME", 0)
-# A cached or indexed entry: the fields of :class:`Entry` as a plain tuple
-# (what ``marshal`` gives back; making 20,000 NamedTuples costs 20 ms).
+# One kept context entry: the row the index holds and the cache stores, a
+# plain tuple (what ``marshal`` gives back; making 20,000 NamedTuples costs
+# 20 ms). Size, mtime and inode are the ``lstat`` fields that key the cache.
 Row = tuple[str, int, int, int, int, str, int]
-KIND: Final = 0
-MODE: Final = 1
+KIND: Final = 0  # "f" file, "d" directory, "l" link, "o" other (fifo, socket…)
+MODE: Final = 1  # permission bits
 SIZE: Final = 2
 MTIME: Final = 3
 INO: Final = 4
-DIGEST: Final = 5
-SHARE: Final = 6
+DIGEST: Final = 5  # sha256 of a file's bytes or a link's target; "" otherwise
+SHARE: Final = 6  # this entry's term of the context digest (see ``_row``)
 
 
-class Entry(NamedTuple):
-    """One kept context entry, with the ``lstat`` fields that key the cache."""
-
-    kind: str  # "f" file, "d" directory, "l" link, "o" other (fifo, socket…)
-    mode: int  # permission bits
-    size: int
-    mtime_ns: int
-    ino: int
-    digest: str  # sha256 of a file's bytes or a link's target; "" otherwise
-    share: int = 0  # this entry's term of the context digest (see ``_share``)
-
-    def same_file(self, st: os.stat_result) -> bool:
-        return (
-            self.size == st.st_size
-            and self.mtime_ns == st.st_mtime_ns
-            and self.ino == st.st_ino
-            and self.mode == stat.S_IMODE(st.st_mode)
-        )
-
-
-def _share(rel: str, kind: str, mode: int, digest: str) -> int:
-    line = f"{rel}\0{kind}{mode:o}\0{digest}".encode("utf-8", "surrogateescape")
-    return int.from_bytes(hashlib.sha256(line).digest(), "big")
-
-
-def _make(rel: str, kind: str, st: os.stat_result, digest: str) -> Entry:
+def _row(rel: str, kind: str, st: os.stat_result, digest: str) -> Row:
     mode = stat.S_IMODE(st.st_mode)
+    share = int.from_bytes(
+        hashlib.sha256(
+            f"{rel}\0{kind}{mode:o}\0{digest}".encode("utf-8", "surrogateescape")
+        ).digest(),
+        "big",
+    )
     if kind == "f" or kind == "l":
-        return Entry(
-            kind,
-            mode,
-            st.st_size,
-            st.st_mtime_ns,
-            st.st_ino,
-            digest,
-            _share(rel, kind, mode, digest),
-        )
-    return Entry(kind, mode, 0, 0, 0, "", _share(rel, kind, mode, ""))
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return "f"
-    if stat.S_ISDIR(mode):
-        return "d"
-    if stat.S_ISLNK(mode):
-        return "l"
-    return "o"
+        return (kind, mode, st.st_size, st.st_mtime_ns, st.st_ino, digest, share)
+    return (kind, mode, 0, 0, 0, "", share)
 
 
 _local = threading.local()
 
 
-def hash_file(path: str) -> str:
-    """sha256 of a file's bytes; an unreadable file gets a marker digest (the
-    build will report the error itself)."""
-    buf: bytearray | None = getattr(_local, "buf", None)
-    if buf is None:
-        buf = _local.buf = bytearray(_BUF)
-    view = memoryview(buf)
-    h = hashlib.sha256()
+def hash_files(paths: Iterable[str]) -> list[str]:
+    """sha256 of each file's bytes, in one loop over one reused buffer per
+    thread (a call per file is a visible part of a 20,000-file scan); an
+    unreadable file gets a marker digest (the build will report the error
+    itself)."""
     try:
-        fd = os.open(path, os.O_RDONLY | _NOATIME)
-    except PermissionError:
-        fd = -1  # O_NOATIME needs ownership; try again without it
-    except OSError as e:
-        return f"!{e.errno}"
-    if fd < 0:
+        buf, view = _local.buffer
+    except AttributeError:
+        buf = bytearray(_BUF)
+        view = memoryview(buf)
+        _local.buffer = (buf, view)
+    sha256 = hashlib.sha256
+    digests: list[str] = []
+    for path in paths:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | _NOATIME)
+        except PermissionError:  # O_NOATIME needs ownership; try again without it
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError as e:
+                digests.append(f"!{e.errno}")
+                continue
         except OSError as e:
-            return f"!{e.errno}"
-    try:
-        # A short read of a regular file means its end: saves the second
-        # ``read`` per small file, a third of the cost of a cold context.
-        while n := os.readv(fd, [buf]):
-            h.update(view[:n])
-            if n < _BUF:
-                break
-    except OSError as e:
-        return f"!{e.errno}"
-    finally:
-        os.close(fd)
-    return h.hexdigest()
+            digests.append(f"!{e.errno}")
+            continue
+        h = sha256()
+        try:
+            # A short read of a regular file means its end: saves the second
+            # ``read`` per small file, a third of the cost of a cold context.
+            while n := os.readv(fd, [buf]):
+                h.update(view[:n])
+                if n < _BUF:
+                    break
+            digests.append(h.hexdigest())
+        except OSError as e:
+            digests.append(f"!{e.errno}")
+        finally:
+            os.close(fd)
+    return digests
+
+
+def hash_file(path: str) -> str:
+    return hash_files((path,))[0]
 
 
 class Hasher:
@@ -168,21 +145,8 @@ class Hasher:
         return done
 
 
-def hash_files(paths: Iterable[tuple[str, int]], *, workers: int | None = None) -> dict[str, str]:
-    """Digests of ``(path, size)`` pairs."""
-    hasher = Hasher(workers)
-    out: dict[str, str] = {}
-    for p, size in paths:
-        if size < _BIG:
-            out[p] = hash_file(p)
-        else:
-            hasher.submit(p)
-    out.update(hasher.results())
-    return out
-
-
 class DigestCache:
-    """Per-entry rows that survive a restart: ``{context: {rel path: Entry}}``.
+    """Per-entry rows that survive a restart: ``{context: {rel path: Row}}``.
 
     One ``marshal`` file per project (tuples of ints and strings load in a
     few ms, where JSON took 135 ms for 20,000 files); written atomically, and
@@ -262,7 +226,7 @@ class Snapshot(NamedTuple):
 class ContextIndex:
     """The kept entries of one build context, kept up to date from file events.
 
-    ``entries`` maps each kept path (relative, POSIX) to its :class:`Entry`;
+    ``entries`` maps each kept path (relative, POSIX) to its :data:`Row`;
     the context digest is the sum of the entries' shares modulo 2**256, kept
     as a running total so that a change costs only the changed entries.
     """
@@ -273,6 +237,10 @@ class ContextIndex:
         self.cache = cache if cache is not None else DigestCache(None)
         self.filter = ContextFilter(context, dockerfile)
         self.entries: dict[str, Row] = {}
+        # Directories the walk did not keep (see :class:`Listing`); with the
+        # kept ones they are the tree the watcher plans its watches from.
+        self.passed: set[str] = set()
+        self.pruned: set[str] = set()
         self._root = str(context)
         self._ignore_files = {str(p) for p in candidate_ignore_files(context, dockerfile)}
         self._total = 0
@@ -284,6 +252,8 @@ class ContextIndex:
         """Walk the whole context (a start, an ignore-file change, lost events)."""
         self.filter = ContextFilter(self.context, self.dockerfile)
         self.entries = {}
+        self.passed = set()
+        self.pruned = set()
         self._total = 0
         self._walk("")
         # Rows of entries that are gone no longer count (the cache keeps
@@ -296,150 +266,98 @@ class ContextIndex:
 
     def _walk(self, top: str) -> None:
         """Add ``top`` (relative; ``""`` for the whole context) and everything
-        kept below it. One loop, no per-entry calls but the system's."""
-        flt = self.filter
-        trivial = flt._trivial
-        excluded = flt.excluded
+        kept below it, one directory at a time."""
+        rows = self.cache.rows(self._root)
+        big: dict[str, os.stat_result] = {}
+        made = False
+        for listing in self.filter.walk(top):
+            self.passed.update(listing.passed)
+            self.pruned.update(listing.pruned)
+            unread = self._add_known(listing.kept, rows)
+            if unread:
+                self._add_read(unread, rows, big)
+                made = True
+        if big:
+            self._add_big(big, rows)
+        if made:
+            self.cache.changed()
+        self._files = None
+
+    def _add_known(self, kept: list[Found], rows: dict[str, Row]) -> list[Found]:
+        """Index what needs no reading: directories and other non-files, and
+        a file or link whose cached row ``lstat`` confirms (same size, mtime,
+        inode and mode). Returns the others."""
+        entries = self.entries
+        total = self._total
+        unread: list[Found] = []
+        for rel, st in kept:
+            mode = st.st_mode
+            if stat.S_ISREG(mode):
+                kind = "f"
+            elif stat.S_ISLNK(mode):
+                kind = "l"
+            else:
+                entries[rel] = row = _row(rel, "d" if stat.S_ISDIR(mode) else "o", st, "")
+                total += row[SHARE]
+                continue
+            # A restart's path, once per kept file: inline, no call.
+            cached = rows.get(rel)
+            if (
+                cached is not None
+                and cached[SIZE] == st.st_size
+                and cached[MTIME] == st.st_mtime_ns
+                and cached[INO] == st.st_ino
+                and cached[MODE] == mode & 0o7777
+                and cached[KIND] == kind
+            ):
+                entries[rel] = cached
+                total += cached[SHARE]
+            else:
+                unread.append((rel, st))
+        self._total = total
+        return unread
+
+    def _add_read(
+        self, unread: list[Found], rows: dict[str, Row], big: dict[str, os.stat_result]
+    ) -> None:
+        """Index files and links from what is there now: a link's target, the
+        bytes of small files in one loop; files of 1 MB and more are left in
+        ``big`` for the pool."""
         root = self._root
         entries = self.entries
-        rows = self.cache.rows(root)
         total = self._total
-        dirty = False
-        big: dict[str, tuple[str, os.stat_result]] = {}
-        stack: list[str] = []
-        if top:
+        small: list[Found] = []
+        for rel, st in unread:
+            if not stat.S_ISLNK(st.st_mode):
+                if st.st_size < _BIG:
+                    small.append((rel, st))
+                else:
+                    big[rel] = st
+                continue
             try:
-                st = os.lstat(f"{root}/{top}")
+                target = os.readlink(f"{root}/{rel}")
             except OSError:
-                return
-            is_dir = stat.S_ISDIR(st.st_mode)
-            if not excluded(top):
-                pending = [(top, st)]
-            elif is_dir and not flt.pruned(top):
-                pending = []  # an excluded directory that an exception reaches into
-            else:
-                return
-            if is_dir:
-                stack.append(top)
-        else:
-            pending = []
-            stack.append("")
-        buf: bytearray | None = getattr(_local, "buf", None)
-        if buf is None:
-            buf = _local.buf = bytearray(_BUF)
-        view = memoryview(buf)
-        sha256 = hashlib.sha256
-        while stack or pending:
-            if not pending:
-                rel_dir = stack.pop()
-                current = f"{root}/{rel_dir}" if rel_dir else root
-                prefix = f"{rel_dir}/" if rel_dir else ""
-                try:
-                    it = os.scandir(current)
-                except (FileNotFoundError, NotADirectoryError, PermissionError):
-                    continue
-                with it:
-                    for d in it:
-                        rel = prefix + d.name
-                        try:
-                            st = d.stat(follow_symlinks=False)
-                        except FileNotFoundError:
-                            continue
-                        if trivial or not excluded(rel):
-                            pending.append((rel, st))
-                            if stat.S_ISDIR(st.st_mode):
-                                stack.append(rel)
-                        elif stat.S_ISDIR(st.st_mode) and not flt.pruned(rel):
-                            stack.append(rel)
-            for rel, st in pending:
-                mode = st.st_mode
-                if stat.S_ISREG(mode):
-                    kind = "f"
-                elif stat.S_ISLNK(mode):
-                    kind = "l"
-                else:
-                    e = _make(rel, _kind(mode), st, "")
-                    entries[rel] = e
-                    total += e.share
-                    continue
-                cached = rows.get(rel)
-                if (
-                    cached is not None
-                    and cached[SIZE] == st.st_size
-                    and cached[MTIME] == st.st_mtime_ns
-                    and cached[INO] == st.st_ino
-                    and cached[MODE] == mode & 0o7777
-                    and cached[KIND] == kind
-                ):
-                    entries[rel] = cached
-                    total += cached[SHARE]
-                    continue
-                path = f"{root}/{rel}"
-                if kind == "l":
-                    try:
-                        target = os.readlink(path)
-                    except OSError:
-                        continue
-                    digest = sha256(target.encode("utf-8", "surrogateescape")).hexdigest()
-                elif st.st_size >= _BIG:
-                    big[rel] = (path, st)
-                    continue
-                elif hash_file is not _hash_file_default:
-                    digest = hash_file(path)  # replaced (tests count the reads)
-                else:
-                    # ``hash_file`` inlined: per-file calls are a visible part
-                    # of a 20,000-file scan.
-                    try:
-                        fd = os.open(path, os.O_RDONLY | _NOATIME)
-                    except OSError:
-                        digest = hash_file(path)
-                    else:
-                        h = sha256()
-                        try:
-                            while n := os.readv(fd, [buf]):
-                                h.update(view[:n])
-                                if n < _BUF:
-                                    break
-                            digest = h.hexdigest()
-                        except OSError as err:
-                            digest = f"!{err.errno}"
-                        finally:
-                            os.close(fd)
-                # ``_make`` inlined, as a plain tuple (a NamedTuple and two
-                # calls per file cost 10 % of a cold scan).
-                fmode = mode & 0o7777
-                share = int.from_bytes(
-                    sha256(
-                        f"{rel}\0{kind}{fmode:o}\0{digest}".encode("utf-8", "surrogateescape")
-                    ).digest(),
-                    "big",
-                )
-                entries[rel] = rows[rel] = (
-                    kind,
-                    fmode,
-                    st.st_size,
-                    st.st_mtime_ns,
-                    st.st_ino,
-                    digest,
-                    share,
-                )
-                total += share
-                dirty = True
-            pending = []
-        if big:
-            hasher = Hasher()
-            for path, _st in big.values():
-                hasher.submit(path)
-            digests = hasher.results()
-            for rel, (path, st) in big.items():
-                e = _make(rel, "f", st, digests[path])
-                entries[rel] = rows[rel] = e
-                total += e.share
-            dirty = True
-        if dirty:
-            self.cache.changed()
+                continue  # gone again: its deletion is an event of its own
+            digest = hashlib.sha256(target.encode("utf-8", "surrogateescape")).hexdigest()
+            entries[rel] = rows[rel] = row = _row(rel, "l", st, digest)
+            total += row[SHARE]
+        if small:
+            digests = hash_files([f"{root}/{rel}" for rel, _ in small])
+            for (rel, st), digest in zip(small, digests, strict=True):
+                entries[rel] = rows[rel] = row = _row(rel, "f", st, digest)
+                total += row[SHARE]
         self._total = total
-        self._files = None
+
+    def _add_big(self, big: dict[str, os.stat_result], rows: dict[str, Row]) -> None:
+        """Hash the large files of a walk on the pool, then index them."""
+        root = self._root
+        hasher = Hasher()
+        for rel in big:
+            hasher.submit(f"{root}/{rel}")
+        digests = hasher.results()
+        for rel, st in big.items():
+            self.entries[rel] = rows[rel] = row = _row(rel, "f", st, digests[f"{root}/{rel}"])
+            self._total += row[SHARE]
 
     def update(self, paths: Iterable[str | Path]) -> bool:
         """Bring the index up to date for paths a file event named; returns
@@ -462,16 +380,28 @@ class ContextIndex:
         return self._total != before
 
     def _forget(self, rel: str) -> None:
+        """Drop ``rel`` and, for a directory, everything below it."""
         entry = self.entries.pop(rel, None)
-        if entry is None:
+        passed = rel in self.passed
+        if entry is None and not passed:
+            self.pruned.discard(rel)
             return
-        total = self._total - entry[SHARE]
-        if entry[KIND] == "d":
+        total = self._total - (entry[SHARE] if entry is not None else 0)
+        if passed or (entry is not None and entry[KIND] == "d"):
+            self.passed.discard(rel)
             prefix = rel + "/"
             for k in [k for k in self.entries if k.startswith(prefix)]:
                 total -= self.entries.pop(k)[SHARE]
+            self.passed = {d for d in self.passed if not d.startswith(prefix)}
+            self.pruned = {d for d in self.pruned if not d.startswith(prefix)}
         self._total = total
         self._files = None
+
+    def directories(self) -> Iterator[str]:
+        """Every directory the walk entered, relative (``""``: the context)."""
+        yield ""
+        yield from (rel for rel, row in self.entries.items() if row[KIND] == "d")
+        yield from self.passed
 
     # --- results -----------------------------------------------------------
 
@@ -486,9 +416,6 @@ class ContextIndex:
     def digest(self) -> str:
         """An order-independent sum of per-entry hashes (modulo 2**256)."""
         return f"{self._total % _MOD:064x}"
-
-
-_hash_file_default = hash_file
 
 
 def _relative(path: str, root: str) -> str | None:

@@ -4,10 +4,13 @@ Matching is the docker SDK's own (``docker.utils.build.PatternMatcher``, a port
 of moby's ``fileutils``), so the files devreg hashes, watches and sends are
 the files ``docker.utils.build.exclude_paths`` would keep. What is ours is the
 choice of ignore file (``<Dockerfile>.dockerignore`` beside the Dockerfile wins
-over ``<context>/.dockerignore``, as BuildKit does) and a ``scandir`` walk
-that collects each entry's ``stat`` in the same pass (the content-tag cache
-needs it, and a second ``stat`` per file doubles the cost of a 20,000-file
-context).
+over ``<context>/.dockerignore``, as BuildKit does) and the one walk of the
+context tree, :meth:`ContextFilter.walk`: a ``scandir`` walk that collects
+each entry's ``lstat`` in the same pass (the content-tag cache needs it, and
+a second ``stat`` per file doubles the cost of a 20,000-file context) and
+never enters a wholly ignored directory. The content tag hashes what it keeps
+and the watcher plans its inotify watches from the directories it entered
+and pruned (:mod:`watcher.build.contenttag`, :mod:`watcher.daemon.watch`).
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from docker.utils.build import PatternMatcher
 
 IGNORE_NAME = ".dockerignore"
+Found = tuple[str, os.stat_result]  # a path relative to the context (POSIX) and its lstat
 
 
 def ignore_file(context: Path, dockerfile: Path) -> Path:
@@ -49,6 +54,14 @@ def read_patterns(path: Path) -> list[str]:
     ]
 
 
+class Listing(NamedTuple):
+    """What a walk decided about the entries of one directory."""
+
+    kept: list[Found]  # what the build sees (files, directories, links)
+    passed: list[str]  # ignored directories entered: a ``!`` exception reaches inside
+    pruned: list[str]  # wholly ignored directories, not entered
+
+
 class ContextFilter:
     """The ignore rules of one (context, Dockerfile) pair."""
 
@@ -76,56 +89,69 @@ class ContextFilter:
     def pruned(self, rel_dir: str) -> bool:
         """A wholly ignored directory: excluded, and no ``!`` exception could
         bring anything inside it back (the SDK's walk does not descend either)."""
-        if not self.excluded(rel_dir):
-            return False
-        return not any(p.startswith(rel_dir) for p in self._exceptions)
+        return self.excluded(rel_dir) and not self._reaches_into(rel_dir)
 
-    def walk(self, top: str = "") -> Iterator[tuple[str, os.stat_result]]:
-        """Kept entries (files, directories, links) under ``top`` (relative,
-        ``""`` for the context) with their ``lstat``; the same set as the
-        SDK's ``PatternMatcher.walk``."""
-        stack = [top]
+    def _reaches_into(self, rel_dir: str) -> bool:
+        return any(p.startswith(rel_dir) for p in self._exceptions)
+
+    def walk(self, top: str = "") -> Iterator[Listing]:
+        """The tree below ``top`` (relative, ``""`` for the whole context),
+        one :class:`Listing` per directory read; ``top`` itself first, in a
+        listing of its own. The kept entries are the set the SDK's
+        ``PatternMatcher.walk`` keeps. A path that vanishes during the walk
+        is skipped (its deletion is an event of its own)."""
         root = str(self.context)
+        stack: list[str] = []
+        if top:
+            try:
+                st = os.lstat(f"{root}/{top}")
+            except OSError:
+                return
+            yield self._decide([(top, st)], stack)
+        else:
+            stack.append("")
         while stack:
             rel_dir = stack.pop()
-            current = os.path.join(root, rel_dir) if rel_dir else root
-            try:
-                it = os.scandir(current)
-            except (FileNotFoundError, NotADirectoryError, PermissionError):
-                continue
-            with it:
-                for entry in it:
-                    rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    excluded = self.excluded(rel)
-                    if not excluded:
-                        yield rel, st
-                    if stat.S_ISDIR(st.st_mode) and not (excluded and self.pruned(rel)):
-                        stack.append(rel)
+            listed = _list_dir(f"{root}/{rel_dir}" if rel_dir else root, rel_dir)
+            if listed is not None:
+                yield self._decide(listed, stack)
 
-    def watched_dirs(self) -> Iterator[Path]:
-        """Directories that need an inotify watch: every directory of the
-        context that is not wholly ignored (kept ones and those an exception
-        reaches into)."""
-        yield self.context
-        root = str(self.context)
-        stack = [""]
-        while stack:
-            rel_dir = stack.pop()
-            current = os.path.join(root, rel_dir) if rel_dir else root
-            try:
-                it = os.scandir(current)
-            except (FileNotFoundError, NotADirectoryError, PermissionError):
-                continue
-            with it:
-                for entry in it:
-                    if not entry.is_dir(follow_symlinks=False):
-                        continue
-                    rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                    if rel == ".git" or rel.endswith("/.git") or self.pruned(rel):
-                        continue
-                    yield Path(entry.path)
+    def _decide(self, found: list[Found], stack: list[str]) -> Listing:
+        """Sort one directory's entries; the directories to enter go on ``stack``."""
+        isdir = stat.S_ISDIR
+        if self._trivial:
+            stack.extend(rel for rel, st in found if isdir(st.st_mode))
+            return Listing(found, [], [])
+        kept: list[Found] = []
+        passed: list[str] = []
+        pruned: list[str] = []
+        excluded = self.matcher.matches
+        for rel, st in found:
+            if not excluded(rel):
+                kept.append((rel, st))
+                if isdir(st.st_mode):
                     stack.append(rel)
+            elif isdir(st.st_mode):
+                if self._reaches_into(rel):
+                    passed.append(rel)
+                    stack.append(rel)
+                else:
+                    pruned.append(rel)
+        return Listing(kept, passed, pruned)
+
+
+def _list_dir(path: str, rel_dir: str) -> list[Found] | None:
+    """The entries of one directory with their lstat; ``None`` when it cannot be read."""
+    prefix = f"{rel_dir}/" if rel_dir else ""
+    found: list[Found] = []
+    try:
+        it = os.scandir(path)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None
+    with it:
+        for d in it:
+            try:
+                found.append((prefix + d.name, d.stat(follow_symlinks=False)))
+            except FileNotFoundError:
+                continue
+    return found

@@ -19,7 +19,9 @@ Threads:
 Watches: only directories that matter get one. A context subtree with no
 wholly ignored directory in it gets one recursive schedule; along the way to
 an ignored directory (``node_modules``) each directory is scheduled alone,
-and the ignored directory is not watched at all.
+and the ignored directory is not watched at all. The plan reads the tree the
+image's :class:`~watcher.build.contenttag.ContextIndex` walked; the watcher
+never walks it again.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from hookpkg.config import Config
 from hookpkg.errors import FatalError
 from hookpkg.project import STATE_DIR
 from watcher.build.contenttag import ContextIndex, DigestCache
-from watcher.build.dockerignore import ContextFilter, candidate_ignore_files
+from watcher.build.dockerignore import candidate_ignore_files
 from watcher.build.pipeline import Outcome, Pipeline, registry_has
 from watcher.daemon.exec_cmd import ExecCommand
 
@@ -115,35 +117,40 @@ def _track_writes(writing: set[str], event: tuple[str, str, bool]) -> set[str]:
     return writing
 
 
-def plan_schedules(flt: ContextFilter) -> list[tuple[str, bool]]:
+def plan_schedules(index: ContextIndex) -> list[tuple[str, bool]]:
     """``(directory, recursive)`` schedules covering exactly the directories
-    that are not wholly ignored (nor ``.git``)."""
-    root = str(flt.context)
-    dirs = [str(p) for p in flt.watched_dirs()]
-    kept = set(dirs)
-    # A directory is "clean" when no pruned directory lies below it: one
-    # recursive schedule then covers it all.
-    dirty: set[str] = set()
-    for d in dirs:
-        try:
-            entries = list(os.scandir(d))
-        except OSError:
+    the index's walk entered, but ``.git``. A directory is "clean" when no
+    wholly ignored directory (nor ``.git``) lies below it: one recursive
+    schedule then covers it all."""
+    watched: set[str] = set()
+    blocked = list(index.pruned)
+    for d in index.directories():
+        if d.startswith(".git/") or "/.git/" in d:
             continue
-        for e in entries:
-            if e.is_dir(follow_symlinks=False) and e.path not in kept:
-                p = d
-                while p not in dirty:
-                    dirty.add(p)
-                    if p == root:
-                        break
-                    p = os.path.dirname(p)
+        if d == ".git" or d.endswith("/.git"):
+            blocked.append(d)
+        else:
+            watched.add(d)
+    dirty: set[str] = set()
+    for d in blocked:
+        p = _parent(d)
+        while p not in dirty:
+            dirty.add(p)
+            if not p:
+                break
+            p = _parent(p)
+    root = str(index.context)
     out: list[tuple[str, bool]] = []
-    for d in sorted(kept):
-        parent = os.path.dirname(d)
-        if d != root and parent in kept and parent not in dirty:
+    for d in sorted(watched):
+        parent = _parent(d)
+        if d and parent in watched and parent not in dirty:
             continue  # inside a recursive schedule
-        out.append((d, d not in dirty))
+        out.append((f"{root}/{d}" if d else root, d not in dirty))
     return out
+
+
+def _parent(rel: str) -> str:
+    return rel.rpartition("/")[0]
 
 
 @dataclass
@@ -318,7 +325,7 @@ class Watcher:
         assert self._observer is not None
         wanted: set[tuple[str, bool]] = set()
         for slot in self.slots.values():
-            wanted.update(plan_schedules(slot.index.filter))
+            wanted.update(plan_schedules(slot.index))
             wanted.add((str(slot.index.dockerfile.parent), False))
         wanted.add((str(self.config.path.resolve().parent), False))
         for key in list(self._scheduled):

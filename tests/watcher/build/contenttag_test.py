@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -129,10 +130,12 @@ def test_cache_survives_a_restart_and_skips_reading(
 
     import watcher.build.contenttag as ct
 
-    def no_reads(path: str) -> str:
-        raise AssertionError(f"read {path} although nothing changed")
+    def no_reads(paths: Iterable[str]) -> list[str]:
+        read = list(paths)
+        assert not read, f"read {read} although nothing changed"
+        return []
 
-    monkeypatch.setattr(ct, "hash_file", no_reads)
+    monkeypatch.setattr(ct, "hash_files", no_reads)
     second = ContextIndex(ctx, ctx / "Dockerfile", DigestCache(cache_path))
     second.scan()
     assert second.digest() == first.digest()
@@ -181,3 +184,67 @@ def test_one_cache_serves_two_contexts(tmp_path: Path) -> None:
         fresh = ContextIndex(ctx, ctx / "Dockerfile")
         fresh.scan()
         assert cached.digest() == fresh.digest()
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        pytest.param(
+            lambda r: (r / "node_modules").rename(r / "elsewhere"),
+            ["node_modules", "elsewhere"],
+            id="ignored-dir-with-kept-files-moved",
+        ),
+        pytest.param(
+            lambda r: (r / "node_modules" / "keep" / "new.js").write_text("n"),
+            ["node_modules/keep/new.js"],
+            id="file-inside-an-exception",
+        ),
+        pytest.param(
+            lambda r: (r / "node_modules" / "other" / "new.js").write_text("n"),
+            ["node_modules/other/new.js"],
+            id="file-inside-a-pruned-dir",
+        ),
+    ],
+)
+def test_directories_an_exception_reaches_into(
+    tmp_path: Path, change: object, named: list[str]
+) -> None:
+    """``node_modules`` is ignored but ``!node_modules/keep`` brings files
+    back: the walk enters it without keeping it, and an update of it (a
+    move takes its kept files along) matches a full scan."""
+    (tmp_path / "node_modules" / "keep").mkdir(parents=True)
+    (tmp_path / "node_modules" / "other").mkdir()
+    (tmp_path / "node_modules" / "keep" / "k.js").write_text("k")
+    (tmp_path / "node_modules" / "other" / "o.js").write_text("o")
+    (tmp_path / ".dockerignore").write_text("node_modules\n!node_modules/keep\n")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    index = ContextIndex(tmp_path, tmp_path / "Dockerfile")
+    index.scan()
+    assert "node_modules/keep/k.js" in index.files()
+    assert index.passed == {"node_modules"} and index.pruned == {"node_modules/other"}
+    assert callable(change)
+    change(tmp_path)
+    index.update(str(tmp_path / rel) for rel in named)
+    full = ContextIndex(tmp_path, tmp_path / "Dockerfile")
+    full.scan()
+    assert (index.files(), index.digest()) == (full.files(), full.digest())
+    assert (index.passed, index.pruned) == (full.passed, full.pruned)
+    assert sorted(index.directories()) == sorted(full.directories())
+
+
+def test_links_and_big_files_count_by_content(tmp_path: Path) -> None:
+    """A link counts by its target (not followed), a file of 1 MB or more is
+    hashed on the pool like any other."""
+    _tree(tmp_path)
+    (tmp_path / "link").symlink_to("src/a.py")
+    before = _tag(tmp_path)
+    (tmp_path / "link").unlink()
+    (tmp_path / "link").symlink_to("src/b.py")
+    assert _tag(tmp_path) != before
+    (tmp_path / "link").unlink()
+    (tmp_path / "link").symlink_to("src/a.py")
+    assert _tag(tmp_path) == before
+    data = bytearray((tmp_path / "big.bin").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "big.bin").write_bytes(bytes(data))
+    assert _tag(tmp_path) != before

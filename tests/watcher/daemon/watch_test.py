@@ -24,7 +24,7 @@ from tests.watcher.e2e import (
     registry_tags,
     wait_for,
 )
-from watcher.build.dockerignore import ContextFilter
+from watcher.build.contenttag import ContextIndex
 from watcher.daemon import dotenv
 from watcher.daemon.watch import EVENT_TYPES, _Handler, inotify_watches, plan_schedules
 
@@ -52,16 +52,13 @@ def observer() -> Iterator[Any]:
 
 def test_ignored_directories_cost_no_watch(tmp_path: Path, observer: Any) -> None:
     _tree(tmp_path)
-    flt = ContextFilter(tmp_path, tmp_path / "Dockerfile")
-    kept_dirs = {str(p) for p in flt.watched_dirs()}
-    assert kept_dirs == {
-        str(tmp_path),
-        *(str(tmp_path / d) for d in ("src", "src/a", "src/a/b", "src/c")),
-    }
+    index = ContextIndex(tmp_path, tmp_path / "Dockerfile")
+    index.scan()
+    kept_dirs = {str(tmp_path), *(str(tmp_path / d) for d in ("src", "src/a", "src/a/b", "src/c"))}
     before = inotify_watches(os.getpid())
     events: Any = __import__("queue").SimpleQueue()
     handler = _Handler(events, (str(tmp_path / ".devreg"),))
-    for path, recursive in plan_schedules(flt):
+    for path, recursive in plan_schedules(index):
         observer.schedule(handler, path, recursive=recursive, event_filter=EVENT_TYPES)
     assert inotify_watches(os.getpid()) - before == len(kept_dirs)
     # A change in a kept directory arrives, one in node_modules never does.
@@ -69,6 +66,71 @@ def test_ignored_directories_cost_no_watch(tmp_path: Path, observer: Any) -> Non
     (tmp_path / "src" / "a" / "b" / "f.txt").write_text("changed")
     got = wait_for(lambda: None if events.empty() else events.get_nowait(), what="an event")
     assert got[0].startswith(str(tmp_path / "src"))
+
+
+def _dirs(root: Path, *rels: str) -> None:
+    for rel in rels:
+        (root / rel).mkdir(parents=True)
+        (root / rel / "f").write_text(rel)
+
+
+@pytest.mark.parametrize(
+    ("tree", "ignore", "schedules"),
+    [
+        pytest.param(("a/b", "c"), "", {("", True)}, id="nothing-ignored-one-recursive"),
+        pytest.param(
+            ("a/b", "c", "node_modules/x"),
+            "node_modules\n",
+            {("", False), ("a", True), ("c", True)},
+            id="ignored-dir-not-watched",
+        ),
+        pytest.param(
+            ("a/b/node_modules/x", "a/c", "d"),
+            "**/node_modules\n",
+            {("", False), ("a", False), ("a/b", False), ("a/c", True), ("d", True)},
+            id="the-way-to-an-ignored-dir",
+        ),
+        pytest.param(
+            ("src", ".git/objects"), "", {("", False), ("src", True)}, id="git-never-watched"
+        ),
+        pytest.param(
+            ("node_modules/keep/lib", "node_modules/other"),
+            "node_modules\n!node_modules/keep\n",
+            {("", False), ("node_modules", False), ("node_modules/keep", True)},
+            id="exception-reaches-into-ignored-dir",
+        ),
+    ],
+)
+def test_schedules_cover_exactly_the_directories_the_walk_entered(
+    tmp_path: Path, tree: tuple[str, ...], ignore: str, schedules: set[tuple[str, bool]]
+) -> None:
+    _dirs(tmp_path, *tree)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    if ignore:
+        (tmp_path / ".dockerignore").write_text(ignore)
+    index = ContextIndex(tmp_path, tmp_path / "Dockerfile")
+    index.scan()
+    root = str(tmp_path)
+    assert {(path[len(root) + 1 :], r) for path, r in plan_schedules(index)} == schedules
+
+
+def test_schedules_follow_the_index_through_changes(tmp_path: Path) -> None:
+    """New, moved and deleted directories reach the plan through ``update``."""
+    _dirs(tmp_path, "a", "b/node_modules/x")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / ".dockerignore").write_text("**/node_modules\n")
+    index = ContextIndex(tmp_path, tmp_path / "Dockerfile")
+    index.scan()
+    root = str(tmp_path)
+    assert set(plan_schedules(index)) == {(root, False), (f"{root}/a", True), (f"{root}/b", False)}
+    shutil.rmtree(tmp_path / "b")
+    _dirs(tmp_path, "a/node_modules/y")
+    index.update([f"{root}/b", f"{root}/a/node_modules"])
+    assert set(plan_schedules(index)) == {(root, False), (f"{root}/a", False)}
+    (tmp_path / "a").rename(tmp_path / "c")
+    index.update([f"{root}/a", f"{root}/c"])
+    assert set(plan_schedules(index)) == {(root, False), (f"{root}/c", False)}
+    assert index.pruned == {"c/node_modules"}
 
 
 @pytest.mark.parametrize(
