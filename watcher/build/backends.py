@@ -47,7 +47,6 @@ class BuildResult:
     seconds: float
     pushed: bool = False  # already in the registry: the pipeline will not push
     image_id: str | None = None
-    log_tail: tuple[str, ...] = ()
 
 
 class BuildError(FatalError):

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,12 +283,4 @@ class LocalDockerBackend:
                     done.tail,
                 )
             built_id = iidfile.read_text().strip() if iidfile.exists() else None
-        return BuildResult(
-            request.reference, time.monotonic() - started, image_id=built_id, log_tail=done.tail
-        )
-
-
-def join_argv(argv: Sequence[str]) -> str:
-    import shlex
-
-    return " ".join(shlex.quote(a) for a in argv)
+        return BuildResult(request.reference, time.monotonic() - started, image_id=built_id)

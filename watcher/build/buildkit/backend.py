@@ -192,7 +192,6 @@ class BuildkitBackend:
             time.monotonic() - started,
             pushed=True,
             image_id=progress.digest,
-            log_tail=tail,
         )
 
     def _pack(self, request: BuildRequest, mirror: _Mirror | None) -> context_mod.Packed:
