@@ -354,7 +354,7 @@ def test_pipeline_content_tag_and_skip_if_present(
     lines, log = collect()
     pipeline = Pipeline(
         config,
-        routes={"app": Route("app", "local-registry", f"{testenv.registry}/{path}")},
+        routes={"app": Route("app", "local-registry", f"{testenv.registry}/{path}", "in-cluster")},
         endpoint=LoopbackEndpoint(testenv.registry),
         engine=None,  # localbuild: false needs no Docker engine
         backend=None,
