@@ -115,7 +115,6 @@ def run(
     ``FileNotFoundError`` when the program does not exist.
     """
     argv = tuple(argv)
-    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
     started = time.monotonic()
     proc = subprocess.Popen(
         argv,
@@ -126,46 +125,11 @@ def run(
         cwd=cwd,
         start_new_session=True,
     )
-    finished = threading.Event()
-    cancelled = threading.Event()
-
-    def watch_cancel() -> None:
-        # Waits on ``finished`` and polls ``cancel``, so the join below returns
-        # at once when the command ends (waiting on ``cancel`` instead cost
-        # every command up to one poll interval).
-        assert cancel is not None
-        while not finished.wait(_CANCEL_POLL):
-            if cancel.is_set():
-                cancelled.set()
-                _kill_group(proc, grace)
-                return
-
-    def watch_leader() -> None:
-        # Only the leader is waited for; the output may stay open as long as
-        # anything of its group runs.
-        proc.wait()
-        _end_group(proc.pid, grace)
-
-    helpers: list[threading.Thread] = []
-    if cancel is not None:
-        helpers.append(
-            threading.Thread(target=watch_cancel, name=f"proc-cancel-{proc.pid}", daemon=True)
-        )
-    if end_with_leader:
-        helpers.append(
-            threading.Thread(target=watch_leader, name=f"proc-leader-{proc.pid}", daemon=True)
-        )
-    for helper in helpers:
-        helper.start()
+    guard = _GroupGuard(proc, cancel=cancel, end_with_leader=end_with_leader, grace=grace)
     try:
         if stdin is not None:
             _feed(proc.stdin, stdin)
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            tail.append(line)
-            if log is not None:
-                log(line)
+        tail = _stream_output(proc, log, tail_lines)
         returncode = proc.wait()
     except BaseException:
         # Our own thread is being interrupted (KeyboardInterrupt, a bug in
@@ -173,12 +137,81 @@ def run(
         _kill_group(proc, grace)
         raise
     finally:
-        finished.set()
-        for helper in helpers:
-            helper.join()
+        guard.stop()
         if proc.stdout is not None:
             proc.stdout.close()
-    return Completed(argv, returncode, tuple(tail), cancelled.is_set(), time.monotonic() - started)
+    return Completed(argv, returncode, tail, guard.cancelled.is_set(), time.monotonic() - started)
+
+
+def _stream_output(
+    proc: subprocess.Popen[bytes], log: Callable[[str], None] | None, tail_lines: int
+) -> tuple[str, ...]:
+    """Hand each output line to ``log`` until the output closes; the last ``tail_lines``."""
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        tail.append(line)
+        if log is not None:
+            log(line)
+    return tuple(tail)
+
+
+class _GroupGuard:
+    """The helper threads of one run: one stops the process group when
+    ``cancel`` is set, one when the leader exits (``end_with_leader``)."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        *,
+        cancel: threading.Event | None,
+        end_with_leader: bool,
+        grace: float,
+    ) -> None:
+        self._proc = proc
+        self._cancel = cancel
+        self._grace = grace
+        self._finished = threading.Event()
+        self.cancelled = threading.Event()
+        self._threads: list[threading.Thread] = []
+        if cancel is not None:
+            self._threads.append(
+                threading.Thread(
+                    target=self._watch_cancel, name=f"proc-cancel-{proc.pid}", daemon=True
+                )
+            )
+        if end_with_leader:
+            self._threads.append(
+                threading.Thread(
+                    target=self._watch_leader, name=f"proc-leader-{proc.pid}", daemon=True
+                )
+            )
+        for thread in self._threads:
+            thread.start()
+
+    def _watch_cancel(self) -> None:
+        # Waits on ``finished`` and polls ``cancel``, so that ``stop`` returns
+        # at once when the command ends (waiting on ``cancel`` instead cost
+        # every command up to one poll interval).
+        assert self._cancel is not None
+        while not self._finished.wait(_CANCEL_POLL):
+            if self._cancel.is_set():
+                self.cancelled.set()
+                _kill_group(self._proc, self._grace)
+                return
+
+    def _watch_leader(self) -> None:
+        # Only the leader is waited for; the output may stay open as long as
+        # anything of its group runs.
+        self._proc.wait()
+        _end_group(self._proc.pid, self._grace)
+
+    def stop(self) -> None:
+        """The run is over: end and join the helper threads."""
+        self._finished.set()
+        for thread in self._threads:
+            thread.join()
 
 
 def _feed(pipe: IO[bytes] | None, data: bytes) -> None:
