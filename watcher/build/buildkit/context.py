@@ -170,22 +170,52 @@ def pack(
     that vanished since the list was made is skipped: the change that removed
     it starts a newer build anyway. Sockets and other special files are
     skipped, as Docker does."""
-    ledger = ledger if ledger is not None else MtimeLedger()
-    cache = cache if cache is not None else PackCache()
-    manifest: Manifest = {}
-    # (arcname, entry, data, path, local mtime): data is None for what need
-    # not be read unless sent.
-    found: list[tuple[str, Entry, bytes | None, str, int]] = []
+    manifest, found = _examine(
+        _inputs(context, files, dockerfile),
+        ledger if ledger is not None else MtimeLedger(),
+        cache if cache is not None else PackCache(),
+        previous,
+    )
+    full = previous is None or any(
+        arc not in manifest or manifest[arc].kind != entry.kind for arc, entry in previous.items()
+    )
+    data, (files_sent, size, moved) = _archive(found, manifest, None if full else previous)
+    total = sum(f.entry.kind != "d" for f in found)
+    return Packed(data, dockerfile.name, files_sent, size, moved, manifest, full, total)
+
+
+class _Found(NamedTuple):
+    arcname: str
+    entry: Entry
+    data: bytes | None  # None: not read yet (read only when sent)
+    path: str
+    local_mtime: int  # whole seconds, before the ledger moved it
+
+
+def _inputs(context: Path, files: Sequence[str], dockerfile: Path) -> list[tuple[str, str, bool]]:
+    """``(path, arcname, required)`` of everything that goes into the archive."""
     root = str(context)
     inputs = [(f"{root}/{rel}", f"{CONTEXT_DIR}/{rel}", False) for rel in files]
     name = dockerfile.name
-    # Follow a symlinked Dockerfile (stat, not lstat): the frontend needs its bytes.
     inputs.append((str(dockerfile), f"{DOCKERFILE_DIR}/{name}", True))
     ignore = dockerfile.with_name(name + IGNORE_SUFFIX)
     if ignore.is_file():
         inputs.append((str(ignore), f"{DOCKERFILE_DIR}/{name}{IGNORE_SUFFIX}", True))
+    return inputs
+
+
+def _examine(
+    inputs: list[tuple[str, str, bool]],
+    ledger: MtimeLedger,
+    cache: PackCache,
+    previous: Manifest | None,
+) -> tuple[Manifest, list[_Found]]:
+    """What each input is now: the manifest the work directory will hold."""
+    manifest: Manifest = {}
+    found: list[_Found] = []
     for path, arcname, required in inputs:
         try:
+            # Follow a symlinked Dockerfile (stat, not lstat): the frontend needs its bytes.
             st = os.stat(path) if required else os.lstat(path)
             item = _entry(path, arcname, st, ledger, cache, previous)
         except FileNotFoundError:
@@ -194,25 +224,28 @@ def pack(
             continue
         if item is not None:
             manifest[arcname] = item[0]
-            found.append((arcname, item[0], item[1], path, int(st.st_mtime)))
-    full = previous is None or any(
-        arc not in manifest or manifest[arc].kind != entry.kind for arc, entry in previous.items()
-    )
+            found.append(_Found(arcname, item[0], item[1], path, int(st.st_mtime)))
+    return manifest, found
+
+
+def _archive(
+    found: list[_Found], manifest: Manifest, unchanged: Manifest | None
+) -> tuple[bytes, tuple[int, int, int]]:
+    """The tar of what ``found`` holds but ``unchanged`` (``None``: all of
+    it), and (files, bytes, moved mtimes) sent. A file that changed since it
+    was hashed goes out as it is now, its digest in ``manifest`` cleared."""
     out = [
         _header(CONTEXT_DIR, tarfile.DIRTYPE, 0o755, 0),
         _header(DOCKERFILE_DIR, tarfile.DIRTYPE, 0o755, 0),
     ]
-    counts = [0, 0, 0]  # files, bytes, moved mtimes
-    total = 0
+    files = size = moved = 0
     for arcname, entry, data, path, local_mtime in found:
-        if entry.kind != "d":
-            total += 1
-        if not full and previous is not None and previous.get(arcname) == entry:
+        if unchanged is not None and unchanged.get(arcname) == entry:
             continue
         if entry.kind == "d":
             out.append(_header(arcname, tarfile.DIRTYPE, entry.mode, entry.mtime))
             continue
-        counts[0] += 1
+        files += 1
         if entry.kind == "l":
             link = entry.digest.decode("utf-8", "surrogateescape")
             out.append(_header(arcname, tarfile.SYMTYPE, entry.mode, entry.mtime, link=link))
@@ -224,14 +257,14 @@ def pack(
                 # Changed since it was hashed: the change's own build follows.
                 entry = entry._replace(size=len(data), digest=b"")
                 manifest[arcname] = entry
-        counts[1] += len(data)
-        counts[2] += entry.mtime != local_mtime
+        size += len(data)
+        moved += entry.mtime != local_mtime
         out.append(_header(arcname, tarfile.REGTYPE, entry.mode, entry.mtime, len(data)))
         out.append(data)
         if len(data) % _BLOCK:
             out.append(b"\0" * (_BLOCK - len(data) % _BLOCK))
     out.append(b"\0" * (2 * _BLOCK))  # the end-of-archive marker
-    return Packed(b"".join(out), name, counts[0], counts[1], counts[2], manifest, full, total)
+    return b"".join(out), (files, size, moved)
 
 
 def _entry(
