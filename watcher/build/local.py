@@ -117,8 +117,13 @@ class Engine:
 
     def __init__(self, timeout: float = 60.0) -> None:
         import docker
+        import docker.errors
 
-        self.client = docker.from_env(timeout=int(timeout))
+        try:
+            # The SDK asks the engine for its API version here already.
+            self.client = docker.from_env(timeout=int(timeout))
+        except docker.errors.DockerException as e:
+            raise _no_answer(e) from None
 
     def close(self) -> None:
         self.client.close()
@@ -130,9 +135,7 @@ class Engine:
         try:
             self.client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-            raise FatalError(
-                f"the Docker engine does not answer ({e}); is dockerd running?"
-            ) from None
+            raise _no_answer(e) from None
 
     def image_id(self, reference: str) -> str | None:
         import docker.errors
@@ -192,6 +195,10 @@ class Engine:
         finally:
             _close(stream)
         return image_id
+
+
+def _no_answer(error: Exception) -> FatalError:
+    return FatalError(f"the Docker engine does not answer ({error}); is dockerd running?")
 
 
 def _close(stream: Any) -> None:
