@@ -180,21 +180,3 @@ def test_check_imports_no_runtime_libraries(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])},
     )
     assert "HEAVY []" in out.stdout
-
-
-def test_console_script_exit_codes(tmp_path: Path) -> None:
-    (tmp_path / "devspace.yaml").write_text(BAD)
-    proc = subprocess.run(
-        [sys.executable, "-m", "watcher", "check", str(tmp_path / "devspace.yaml")],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parents[3],
-    )
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    proc = subprocess.run(
-        [sys.executable, "-m", "watcher", "check", "--bogus"],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parents[3],
-    )
-    assert proc.returncode == 2 and "unrecognized arguments" in proc.stderr
