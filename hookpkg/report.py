@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
+from hookpkg.color import SEVERITY_COLORS, paint, severity
 from hookpkg.errors import Diagnostic
 from hookpkg.rewrite import ImagePreview, Preview
 from hookpkg.variables import HOOK_IMAGE_VAR, REGISTRY_VAR
@@ -49,7 +50,7 @@ def _path_word(p: ImagePreview, preview: Preview) -> str:
     return p.path
 
 
-def write_preview_text(preview: Preview, file: str, out: TextIO) -> None:
+def write_preview_text(preview: Preview, file: str, out: TextIO, *, color: bool = False) -> None:
     out.write(f"{file}: preview for {preview.cluster.describe()}, registry {preview.registry}\n")
     for name in preview.unresolved:
         out.write(f"  note: {name} is an unresolved expression; its default is shown\n")
@@ -71,25 +72,39 @@ def write_preview_text(preview: Preview, file: str, out: TextIO) -> None:
         if name in preview.variables:
             out.write(f"  {name}={preview.variables[name]}\n")
     for note in preview.notes:
-        out.write(note.format() + "\n")
+        out.write(format_diagnostic(note, color=color) + "\n")
 
 
-def write_text(results: list[FileResult], out: TextIO, *, show_preview: bool = True) -> None:
+def format_diagnostic(d: Diagnostic, *, color: bool = False) -> str:
+    """``Diagnostic.format``, with the severity in its colour when ``color``
+    (painted on the formatted line: the colour codes are the only escapes in it)."""
+    text = d.format()
+    if not color:
+        return text
+    word = f": {d.severity}: "
+    return text.replace(word, f": {severity(d.severity, True)}: ", 1)
+
+
+def write_text(
+    results: list[FileResult], out: TextIO, *, show_preview: bool = True, color: bool = False
+) -> None:
     for r in results:
         for d in r.diagnostics:
-            out.write(d.format() + "\n")
+            out.write(format_diagnostic(d, color=color) + "\n")
         if r.message:
-            out.write(
-                f"{r.file}: {'note' if r.status == 'not-applicable' else 'error'}: {r.message}\n"
-            )
+            word = severity("note" if r.status == "not-applicable" else "error", color)
+            out.write(f"{r.file}: {word}: {r.message}\n")
         if show_preview and r.preview is not None:
-            write_preview_text(r.preview, r.file, out)
+            write_preview_text(r.preview, r.file, out, color=color)
     errors = sum(r.errors for r in results)
     warnings = sum(r.warnings for r in results)
     if errors or warnings:
-        out.write(
-            f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}\n"
-        )
+        out.write(f"{_count(errors, 'error', color)}, {_count(warnings, 'warning', color)}\n")
+
+
+def _count(n: int, word: str, color: bool) -> str:
+    """``3 errors``, in the severity's colour when there are any."""
+    return paint(f"{n} {word}{'s' * (n != 1)}", SEVERITY_COLORS[word], color and n > 0)
 
 
 # --- JSON -------------------------------------------------------------------

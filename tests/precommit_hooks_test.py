@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -255,3 +256,44 @@ def git_commit(project: Path, home: Path) -> subprocess.CompletedProcess[str]:
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         },
     )
+
+
+@pytest.mark.slow
+def test_the_hook_environment_is_slim(
+    project: Path, pre_commit_home: Path, hook_repo: tuple[Path, str]
+) -> None:
+    """pre-commit installs the hook with no extra: devreg and PyYAML, none of the
+    runtime; a runtime command there says which pip line it needs, without a
+    traceback."""
+    repo, rev = hook_repo
+    (project / ".pre-commit-config.yaml").write_text(
+        f"repos:\n- repo: {repo.as_uri()}\n  rev: {rev}\n  hooks:\n  - id: {HOOK_ID}\n"
+    )
+    (project / "devspace.yaml").write_text("images:\n  app:\n    image: ghcr.io/org/app\n")
+    git(project, "add", "-A")
+    ran = subprocess.run(
+        [*pre_commit(), "run", "--all-files"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env(pre_commit_home),
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    found = sorted(pre_commit_home.glob("repo*/py_env-*/bin/devreg"))
+    assert found, "pre-commit made no hook environment"
+    devreg = found[0]
+    python = devreg.parent / "python"
+    listed = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    names = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert {"devreg", "pyyaml"} <= names
+    assert not names & {"docker", "kubernetes", "watchdog", "requests"}, names
+    done = subprocess.run(
+        [str(devreg), "build"], cwd=project, capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert "pip install 'devreg[runtime]'" in done.stderr and "Traceback" not in done.stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -20,6 +21,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple
+
+from watcher import console
 
 DEFAULT_GRACE = 2.0
 TAIL_LINES = 40
@@ -115,6 +118,7 @@ def run(
     ``FileNotFoundError`` when the program does not exist.
     """
     argv = tuple(argv)
+    console.detail(f"$ {shlex.join(argv)}" + (f"  (in {cwd})" if cwd else ""))
     started = time.monotonic()
     proc = subprocess.Popen(
         argv,

@@ -5,18 +5,26 @@ result (:mod:`watcher.cli.results`); :mod:`watcher.cli.report` prints it as
 text or JSON, and the result says the exit code. Each flag is registered on
 the commands that use it. Command modules are imported lazily so that
 ``devreg check`` (the pre-commit hook, run on every commit) never imports
-docker, kubernetes or watchdog.
+docker, kubernetes or watchdog, which only the ``runtime`` extra installs.
+
+The flags follow kubectl's and DevSpace's habits (``-n``, ``--kubeconfig``,
+``-o json``), each on the commands that use it; ``-q``/``-v``/``--color`` are on
+every command and travel as one :class:`~watcher.console.Console`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from hookpkg.errors import FatalError
+from watcher.console import COLOR_CHOICES, NORMAL, QUIET, VERBOSE, Console
 
 if TYPE_CHECKING:
     from watcher.cli.results import Result
@@ -33,6 +41,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop": ("watcher.cli.commands.stop", "stop"),
     "env": ("watcher.cli.commands.env", "env"),
 }
+# The commands of the runtime half: they need the ``runtime`` extra. ``check``
+# and ``preview`` are the hook's, and run with PyYAML alone.
+RUNTIME_COMMANDS = frozenset(COMMANDS) - {"check", "preview"}
 
 
 def _positive_float(text: str) -> float:
@@ -65,12 +76,49 @@ def _config_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    """On every command: how much to say, and whether in colour."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const=QUIET,
+        help="only errors and warnings (the exit code says the rest); "
+        "no preview from check, nothing from status",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="store_const",
+        const=VERBOSE,
+        help="also the commands devreg runs and the API requests it makes",
+    )
+    p.set_defaults(verbosity=NORMAL)
+    p.add_argument(
+        "--color",
+        choices=COLOR_CHOICES,
+        default="auto",
+        help="colour errors and warnings (default auto: on a terminal, unless NO_COLOR is set)",
+    )
+
+
 def _context_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", help="kubeconfig context (default: the current one)")
+    p.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="PATH",
+        help="the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config); "
+        "what devreg runs (--exec CMD, the background watcher) gets it as KUBECONFIG",
+    )
 
 
 def _namespace_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
+        "-n",
         "--namespace",
         help="namespace of the registry (default: localRegistry.namespace, "
         "else the context's namespace)",
@@ -79,7 +127,13 @@ def _namespace_flag(p: argparse.ArgumentParser) -> None:
 
 def _format_flag(p: argparse.ArgumentParser, formats: tuple[str, ...] = ("text", "json")) -> None:
     p.add_argument(
-        "--format", dest="fmt", choices=formats, default=formats[0], help="output format"
+        "-o",
+        "--output",
+        "--format",
+        dest="fmt",
+        choices=formats,
+        default=formats[0],
+        help=f"output format (default {formats[0]}; --format is an alias)",
     )
 
 
@@ -115,11 +169,14 @@ def make_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="show the version and exit",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser(
-        "check", help="validate localRegistry and preview rewrites (the pre-commit hook)"
-    )
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=help, description=help)
+        _output_flags(p)
+        return p
+
+    p = command("check", "validate localRegistry and preview rewrites (the pre-commit hook)")
     _config_flag(p)
     _context_flag(p)  # kind's context name decides the kind-load path
     _format_flag(p)
@@ -132,7 +189,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--node-port", type=_node_port, help="preview with this node port")
 
-    p = sub.add_parser("preview", help="show how every image URL will be rewritten")
+    p = command("preview", "show how every image URL will be rewritten")
     _cluster_flags(p)  # the namespace for --cluster
     _format_flag(p)
     group = p.add_mutually_exclusive_group()
@@ -143,9 +200,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="ask the current cluster for the registry's node port and KEP-1755 registry",
     )
 
-    p = sub.add_parser(
-        "up", help="deploy the registry into the cluster, wait until it is ready, reach it"
-    )
+    p = command("up", "deploy the registry into the cluster, wait until it is ready, reach it")
     _cluster_flags(p)
     _format_flag(p)
     p.add_argument(
@@ -155,16 +210,20 @@ def make_parser() -> argparse.ArgumentParser:
         help="seconds to wait until the registry is ready and answers here (default 120)",
     )
 
-    p = sub.add_parser("down", help="remove the registry from the cluster")
+    p = command("down", "remove the registry from the cluster")
     _cluster_flags(p)
     _format_flag(p)
     p.add_argument("--purge", action="store_true", help="also delete the registry's volume claims")
 
-    p = sub.add_parser("status", help="the registry and the background watcher, per image")
+    p = command(
+        "status",
+        "the registry and the background watcher, per image "
+        "(exit 1 when either cannot be told or is failing)",
+    )
     _cluster_flags(p)
     _format_flag(p)
 
-    p = sub.add_parser("build", help="one build-and-deliver pass, then write .devreg.env")
+    p = command("build", "one build-and-deliver pass, then write .devreg.env")
     _cluster_flags(p)
     _format_flag(p)
     p.add_argument("keys", nargs="*", metavar="KEY", help="image keys (default: all)")
@@ -173,7 +232,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_float, default=120.0, help="seconds to wait for the registry"
     )
 
-    p = sub.add_parser("watch", help="rebuild and deliver images when their sources change")
+    p = command("watch", "rebuild and deliver images when their sources change")
     _cluster_flags(p)
     p.add_argument("--detach", action="store_true", help="run in the background (log in .devreg/)")
     p.add_argument(
@@ -190,10 +249,10 @@ def make_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_float, default=120.0, help="seconds to wait for the registry"
     )
 
-    p = sub.add_parser("stop", help="stop the background watcher")
+    p = command("stop", "stop the background watcher")
     _config_flag(p)
 
-    p = sub.add_parser("env", help="print the image variables")
+    p = command("env", "print the image variables")
     _config_flag(p)
     _format_flag(p, ("dotenv", "json"))
     p.add_argument("--image", metavar="KEY", help="only this image's variables")
@@ -201,29 +260,26 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 class _VersionAction(argparse.Action):
-    """``--version`` without reading package metadata on every run (the hook's
-    start-up time matters)."""
+    """``--version`` on stdout (``$(devreg --version)``), from the one place the
+    version is written (no package metadata read: the hook's start-up counts)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
-        parser.exit(message=f"devreg {_version()}\n")
+        from hookpkg import __version__
 
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("devreg")
-    except PackageNotFoundError:  # pragma: no cover - running from a checkout
-        return "0+unknown"
+        print(f"devreg {__version__}")
+        parser.exit()
 
 
 class Invocation(NamedTuple):
-    """One command line, parsed: the command, its keyword arguments, and the
-    format its result is reported in (its ``--format``, else its text form)."""
+    """One command line, parsed: the command, its keyword arguments, the
+    format its result is reported in (its ``-o``, else its text form), the
+    output settings, and ``--kubeconfig``."""
 
     command: str
     options: Mapping[str, Any]
     fmt: str = "text"
+    console: Console = Console()
+    kubeconfig: Path | None = None
 
 
 def parse(argv: Sequence[str] | None = None) -> Invocation:
@@ -231,7 +287,9 @@ def parse(argv: Sequence[str] | None = None) -> Invocation:
     args = vars(make_parser().parse_args(argv))
     command = args.pop("command")
     fmt = args.pop("fmt", "text")
-    return Invocation(command, MappingProxyType(args), fmt)
+    console = Console(args.pop("verbosity"), args.pop("color"))
+    kubeconfig = args.pop("kubeconfig", None)
+    return Invocation(command, MappingProxyType(args), fmt, console, kubeconfig)
 
 
 def _command(name: str) -> Callable[..., Result]:
@@ -240,12 +298,37 @@ def _command(name: str) -> Callable[..., Result]:
     return fn
 
 
+def use_kubeconfig(path: Path) -> None:
+    """``--kubeconfig PATH``: ``KUBECONFIG`` for this run, set before anything
+    reads it. devreg's two kubeconfig readers (its own API client and the
+    official client's streams) both read ``KUBECONFIG``
+    (:func:`hookpkg.delivery.kubeconfig_paths`), and so does what devreg runs:
+    ``--exec 'helm upgrade …'`` and the background watcher talk to the same
+    cluster as devreg. Absolute, because the watcher runs from the config's
+    directory."""
+    if not path.is_file():
+        raise FatalError(f"--kubeconfig {path}: no such file", exit_code=2)
+    os.environ["KUBECONFIG"] = str(path.absolute())
+
+
 def run(invocation: Invocation) -> int:
     """Run the command, report its result on stdout; its exit code."""
+    from watcher import console
+    from watcher.cli.errors import require_runtime
     from watcher.cli.report import write
 
+    if invocation.command in RUNTIME_COMMANDS:
+        require_runtime(f"devreg {invocation.command}")
+    if invocation.kubeconfig is not None:
+        use_kubeconfig(invocation.kubeconfig)
     result = _command(invocation.command)(**invocation.options)
-    write(result, invocation.fmt, sys.stdout)
+    write(
+        result,
+        invocation.fmt,
+        sys.stdout,
+        quiet=invocation.console.quiet,
+        color=console.use_color(invocation.console.color, sys.stdout),
+    )
     return result.exit_code
 
 
@@ -254,9 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         invocation = parse(argv)
     except SystemExit as e:  # argparse: 2 for usage errors, 0 for --help
         return int(e.code or 0)
+    from watcher import console
     from watcher.cli.errors import run_command
 
-    return run_command(lambda: run(invocation))
+    with console.settings(invocation.console):  # errors too are reported as the run says
+        return run_command(lambda: run(invocation))
 
 
 if __name__ == "__main__":

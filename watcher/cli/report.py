@@ -3,8 +3,13 @@ command's result (:mod:`watcher.cli.results`) as text, or as one JSON document
 on stdout. The JSON keys are the ones the README and docs/ show; the files of
 ``devreg check`` and ``devreg preview`` are reported by :mod:`hookpkg.report`.
 
-``devreg env``'s text is ``.devreg.env``'s own format (``--format dotenv``).
-``devreg watch`` and ``devreg stop`` take no ``--format``: they have text only.
+``devreg env``'s text is ``.devreg.env``'s own format (``-o dotenv``).
+``devreg watch`` and ``devreg stop`` take no ``-o``: they have text only.
+
+``-q`` keeps only what is wrong in the text: ``check``'s diagnostics without
+the preview, nothing from the other commands (their exit code says it), and
+``env``'s variables (its output is the data asked for). ``color`` paints
+errors and warnings.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO, assert_never
 
 from hookpkg import report as hook_report
+from hookpkg.color import RED, YELLOW, paint
 from watcher.cli.results import (
     BuildResult,
     CheckResult,
@@ -30,25 +36,31 @@ if TYPE_CHECKING:
     from watcher.cluster.registry import RegistryEndpoint
 
 
-def write(result: Result, fmt: str, out: TextIO) -> None:
-    """``fmt`` is the command's ``--format``: ``json``, else its text form."""
+def write(
+    result: Result, fmt: str, out: TextIO, *, quiet: bool = False, color: bool = False
+) -> None:
+    """``fmt`` is the command's ``-o``: ``json``, else its text form."""
     if fmt == "json":
         write_json(result, out)
     else:
-        write_text(result, out)
+        write_text(result, out, quiet=quiet, color=color)
 
 
 # --- text -------------------------------------------------------------------
 
 
-def write_text(result: Result, out: TextIO) -> None:
+def write_text(result: Result, out: TextIO, *, quiet: bool = False, color: bool = False) -> None:
     match result:
         case CheckResult():
-            hook_report.write_text(list(result.files), out)
+            hook_report.write_text(list(result.files), out, show_preview=not quiet, color=color)
         case EnvResult():
             from watcher.daemon import dotenv
 
             out.write(dotenv.render(result.variables))
+        case _ if quiet:
+            pass
+        case StatusResult():
+            out.writelines(f"{line}\n" for line in status_lines(result, color=color))
         case _:
             out.writelines(f"{line}\n" for line in text_lines(result))
 
@@ -119,10 +131,19 @@ def down_lines(result: DownResult) -> list[str]:
     return lines
 
 
-def status_lines(result: StatusResult) -> list[str]:
+def status_lines(result: StatusResult, *, color: bool = False) -> list[str]:
+    """What ``devreg status`` prints; with ``color``, what makes it exit 1 in
+    red (failing) or yellow (cannot be told, or not running)."""
     registry, watcher = result.registry, result.watcher
+
+    def bad(text: str) -> str:
+        return paint(text, RED, color)
+
+    def unknown(text: str) -> str:
+        return paint(text, YELLOW, color)
+
     if "error" in registry:
-        lines = [f"registry: cannot tell ({registry['error']})"]
+        lines = [f"registry: {unknown('cannot tell')} ({registry['error']})"]
     else:
         from watcher.cluster.registry import format_status
 
@@ -130,28 +151,33 @@ def status_lines(result: StatusResult) -> list[str]:
     if watcher.running:
         lines.append(f"watcher: running (pid {watcher.pid}), log {watcher.log_path}")
     else:
-        lines.append("watcher: not running" + (" (last state below)" if watcher.images else ""))
+        lines.append(
+            f"watcher: {unknown('not running')}" + (" (last state below)" if watcher.images else "")
+        )
     if watcher.config_errors:
-        lines.append("  the configuration is invalid; the watcher keeps the last good one:")
+        lines.append(
+            f"  {bad('the configuration is invalid')}; the watcher keeps the last good one:"
+        )
         lines += [f"    {line}" for line in watcher.config_errors]
     for key, info in sorted(watcher.images.items()):
         seconds = info.get("last_build_seconds")
         took = f"{seconds:.2f} s" if isinstance(seconds, (int, float)) else "-"
+        state = str(info.get("state"))
         lines.append(
-            f"  {key}: {info.get('state')}  tag {info.get('tag') or '-'}  last {took}  "
-            f"path {info.get('path') or '-'}"
+            f"  {key}: {bad(state) if state == 'failed' else state}  tag {info.get('tag') or '-'}  "
+            f"last {took}  path {info.get('path') or '-'}"
         )
         if info.get("last_error"):
-            lines.append(f"    error: {info['last_error']}")
+            lines.append(f"    {bad('error:')} {info['last_error']}")
             lines += [f"      {line}" for line in info.get("last_error_tail", [])[-10:]]
     if isinstance(watcher.exec, dict):
-        lines += [f"  {line}" for line in exec_lines(watcher.exec, now=result.now)]
+        lines += [f"  {line}" for line in exec_lines(watcher.exec, now=result.now, color=color)]
     if isinstance(watcher.updated, (int, float)):
         lines.append(f"  (status written {result.now - watcher.updated:.0f} s ago)")
     return lines
 
 
-def exec_lines(info: Mapping[str, Any], *, now: float) -> list[str]:
+def exec_lines(info: Mapping[str, Any], *, now: float, color: bool = False) -> list[str]:
     """The ``--exec`` command: its state and last run, then that run's last
     lines when it failed::
 
@@ -168,7 +194,9 @@ def exec_lines(info: Mapping[str, Any], *, now: float) -> list[str]:
     elif not last:
         words = "not run yet"
     else:
-        state = {"ok": "ok", "failed": "FAILED"}.get(str(info.get("state")), "stopped")
+        state = {"ok": "ok", "failed": paint("FAILED", RED, color)}.get(
+            str(info.get("state")), "stopped"
+        )
         ago = now - last["started"] - last["seconds"]
         images = " ".join(last.get("images") or []) or "-"
         words = (

@@ -90,11 +90,47 @@ class StatusResult:
 
     @property
     def exit_code(self) -> int:
-        # devreg's registry is deployed (and used) but its pod is not Ready: pushes
-        # fail, and its lines ("pod_problems") say what the kubelet reported.
-        reg = self.registry
-        broken = reg.get("deployed") and not reg.get("kep1755") and not reg.get("pod_ready")
-        return EXIT_USER if broken else EXIT_OK
+        return EXIT_USER if self.problems() else EXIT_OK
+
+    def problems(self) -> list[str]:
+        """Why ``devreg status`` exits 1: each half that cannot be told or is
+        failing (README, exit codes). Empty: the registry is usable (or no image
+        needs it) and the watcher is running with nothing failed."""
+        return [*registry_problems(self.registry), *watcher_problems(self.watcher)]
+
+
+def registry_problems(reg: Mapping[str, Any]) -> list[str]:
+    if "error" in reg:
+        return [f"registry: cannot tell ({reg['error']})"]
+    if reg.get("kep1755"):  # the cluster's own registry: nothing of devreg's to be Ready
+        return (
+            [] if reg.get("answers", True) else ["registry: the KEP-1755 registry does not answer"]
+        )
+    if not reg.get("deployed"):
+        needed = [k for k, w in (reg.get("paths") or {}).items() if w == "local-registry"]
+        return (
+            [f"registry: not deployed; images {', '.join(sorted(needed))} need it"]
+            if needed
+            else []
+        )
+    # Deployed (and used) but its pod is not Ready: pushes fail; its lines
+    # ("pod_problems") say what the kubelet reported.
+    return [] if reg.get("pod_ready") else ["registry: its pod is not Ready"]
+
+
+def watcher_problems(w: WatcherStatus) -> list[str]:
+    if not w.running:
+        return ["watcher: not running"]
+    problems = [
+        f"watcher: image {k} failed"
+        for k, i in sorted(w.images.items())
+        if i.get("state") == "failed"
+    ]
+    if w.config_errors:
+        problems.append("watcher: the configuration is invalid")
+    if isinstance(w.exec, Mapping) and w.exec.get("state") == "failed":
+        problems.append("watcher: the last --exec run failed")
+    return problems
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from typing import Any, NamedTuple
 
 from hookpkg.delivery import KubeconfigError, kubeconfig_paths, merge_kubeconfig
 from hookpkg.errors import FatalError
+from watcher import console
 from watcher.cluster.httpwire import Connection, ProtocolError
 
 FIELD_MANAGER = "devreg"
@@ -130,6 +132,14 @@ class KubeContext:
     cluster_dir: Path
     user_dir: Path
     files: tuple[Path, ...]
+
+
+def official_client_config_file() -> str:
+    """The kubeconfig files for the official client (streams, auth providers),
+    named here rather than left to it: it reads ``KUBECONFIG`` once, when it is
+    imported, and devreg's reader reads it at each use (``--kubeconfig`` sets it
+    for the run). Both merge the same list, ``:``-separated as in ``KUBECONFIG``."""
+    return os.pathsep.join(str(p) for p in kubeconfig_paths())
 
 
 def load_context(context: str | None = None, paths: Sequence[Path] | None = None) -> KubeContext:
@@ -260,7 +270,12 @@ def _official_client_auth(ctx: KubeContext) -> _Auth:
 
     cfg = client.Configuration()
     load: Any = config.load_kube_config
-    load(context=ctx.name, client_configuration=cfg, persist_config=False)
+    load(
+        config_file=official_client_config_file(),
+        context=ctx.name,
+        client_configuration=cfg,
+        persist_config=False,
+    )
     auth = _Auth()
     token = cfg.get_api_key_with_prefix("authorization") if cfg.api_key else None
     if token:
@@ -444,6 +459,7 @@ class Kube:
         headers = {"Accept": accept, "User-Agent": "devreg", **self._auth.headers}
         if data is not None:
             headers["Content-Type"] = content_type
+        started = time.monotonic()
         with self._lock:
             for attempt in (1, 2):
                 conn = self._connection()
@@ -461,6 +477,9 @@ class Kube:
                     if attempt == 1 and reused and not isinstance(e, TimeoutError):
                         continue
                     raise self._unreachable(action, e) from None
+        ms = (time.monotonic() - started) * 1000
+        origin = self.server.removesuffix(self._prefix)
+        console.detail(f"{method} {origin}{url} {resp.status} in {ms:.0f} ms")
         return resp.status, resp.body
 
     def error(self, action: Action, status: int, body: Mapping[str, Any]) -> ApiError:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hookpkg.errors import FatalError
+from watcher.cluster.kube import official_client_config_file
 
 Log = Callable[[str], None]
 _CHUNK = 1 << 16
@@ -284,7 +285,7 @@ class PodPortOpener:
         self._find_pod = find_pod
         self._pod: str | None = None
         self._lock = threading.Lock()
-        api_client = new_client(context=context)
+        api_client = new_client(config_file=official_client_config_file(), context=context)
         self._api_client = api_client
         self._core = client.CoreV1Api(api_client)
 

@@ -42,7 +42,6 @@ The parts: :mod:`watcher.cluster.kube` (API client), :mod:`watcher.cluster.kep17
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from hookpkg.delivery import Cluster, PathWord, classify_cluster, delivery_path
 from hookpkg.errors import FatalError
 from hookpkg.project import load_project
 from hookpkg.registry_objects import check_registry_settings
+from watcher import console
 from watcher.cluster import deploy as deploy
 from watcher.cluster.httpwire import Connection, ProtocolError
 from watcher.cluster.kep1755 import LocalRegistryHosting, read_hosting
@@ -70,7 +70,7 @@ PROBE_TIMEOUT = 2.0
 
 
 def stderr_log(line: str) -> None:
-    print(f"devreg: {line}", file=sys.stderr, flush=True)
+    console.progress(f"devreg: {line}")
 
 
 def load_valid_config(path: Path, *, log: Log = stderr_log) -> Config:
@@ -78,7 +78,7 @@ def load_valid_config(path: Path, *, log: Log = stderr_log) -> Config:
     config, diagnostics = project.config, project.diagnostics
     for d in diagnostics:
         if d.severity != "note" or config is None:
-            print(d.format(), file=sys.stderr)
+            console.problem(d.format(), d.severity)
     if config is None:
         raise FatalError(f"{path}: the configuration has errors (see above); nothing was applied")
     return config

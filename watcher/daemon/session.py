@@ -3,7 +3,6 @@ each image's path, reach the registry and the engine, make a pipeline."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from hookpkg.delivery import Cluster, classify_cluster
 from hookpkg.errors import FatalError
 from hookpkg.plan import ImagePlan
 from hookpkg.project import load_project
+from watcher import console
 from watcher.build.backends import BuildBackend
 from watcher.build.local import DockerCli, Engine, LocalDockerBackend, find_buildkit_cli
 from watcher.build.pipeline import Pipeline
@@ -28,20 +28,24 @@ Log = Callable[[str], None]
 
 
 def stderr_log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    console.progress(line)
 
 
-def read_config(path: Path, *, log: Log = stderr_log) -> Config | None:
-    """Load and validate; diagnostics go to ``log``. None when invalid."""
+def read_config(path: Path, *, log: Log | None = None) -> Config | None:
+    """Load and validate; diagnostics go to ``log`` (default: stderr, shown
+    even with ``-q``). None when invalid."""
     project = load_project(path)
     config, diagnostics = project.config, project.diagnostics
     for d in diagnostics:
         if d.severity != "note" or config is None:
-            log(d.format())
+            if log is None:
+                console.problem(d.format(), d.severity)
+            else:
+                log(d.format())
     return config
 
 
-def require_config(path: Path, *, log: Log = stderr_log) -> Config:
+def require_config(path: Path, *, log: Log | None = None) -> Config:
     config = read_config(path, log=log)
     if config is None:
         raise FatalError(f"{path}: the configuration has errors (see above)")

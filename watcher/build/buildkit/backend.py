@@ -34,6 +34,7 @@ from hookpkg.reference import split_domain
 from watcher.build.backends import BuildCancelled, BuildError, BuildRequest, BuildResult
 from watcher.build.buildkit import context as context_mod
 from watcher.build.buildkit.transport import ExecTransport, Transport
+from watcher.cluster.kube import official_client_config_file
 
 Log = Callable[[str], None]
 
@@ -230,7 +231,7 @@ def from_context(
     from kubernetes import client, config
 
     new_client: Any = config.new_client_from_config
-    core = client.CoreV1Api(new_client(context=context))
+    core = client.CoreV1Api(new_client(config_file=official_client_config_file(), context=context))
     transport = ExecTransport(
         core, namespace=namespace, selector=f"app={registry_name}", owns_client=True
     )

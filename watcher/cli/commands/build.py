@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from hookpkg.errors import FatalError
+from watcher import console
 from watcher.build.contenttag import ContextIndex, DigestCache
 from watcher.build.pipeline import Outcome
 from watcher.cli.results import BuildResult
@@ -63,9 +64,9 @@ def build(
             )
             results.append(outcome)
             if outcome.state == "failed":
-                stderr_log(f"[{key}] FAILED: {outcome.error}")
+                console.problem(f"[{key}] FAILED: {outcome.error}")
                 for line in outcome.tail[-20:]:
-                    stderr_log(f"[{key}]   {line}")
+                    console.problem(f"[{key}]   {line}", None)
             else:
                 stderr_log(
                     f"[{key}] {outcome.state}: {outcome.reference} ({outcome.seconds:.2f} s)"

@@ -17,6 +17,7 @@ from types import FrameType
 
 from hookpkg.errors import FatalError
 from hookpkg.project import ENV_FILE
+from watcher import console
 from watcher.build.contenttag import DigestCache
 from watcher.cli.results import WatchResult
 from watcher.daemon.exec_cmd import ExecCommand, check_exec
@@ -116,7 +117,10 @@ def _detach(
         raise FatalError(
             f"a devreg watcher (pid {state.read_pid()}) is already running for this project"
         )
+    # -q/-v carry over; --kubeconfig did already (KUBECONFIG is inherited);
+    # its log is a file: no colour.
     argv = [sys.executable, "-m", "watcher", "watch", "-c", str(cfg.path.resolve())]
+    argv += [*console.current().flags(), "--color", "never"]
     argv += ["--debounce", str(debounce), "--timeout", str(timeout)]
     if context:
         argv += ["--context", context]
