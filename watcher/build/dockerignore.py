@@ -68,9 +68,7 @@ class ContextFilter:
     def __init__(self, context: Path, dockerfile: Path) -> None:
         self.context = context
         self.dockerfile = dockerfile
-        self.source = ignore_file(context, dockerfile)
-        patterns = read_patterns(self.source)
-        self.user_patterns = tuple(patterns)
+        patterns = read_patterns(ignore_file(context, dockerfile))
         # ``exclude_paths`` always keeps the Dockerfile (by its path in the
         # context, or ``Dockerfile`` when it lies elsewhere).
         try:
@@ -83,15 +81,10 @@ class ContextFilter:
         # excluded, and matching 20,000 paths can be skipped.
         self._trivial = not any(not p.exclusion for p in self.matcher.patterns)
 
-    def excluded(self, rel: str) -> bool:
-        return not self._trivial and bool(self.matcher.matches(rel))
-
-    def pruned(self, rel_dir: str) -> bool:
-        """A wholly ignored directory: excluded, and no ``!`` exception could
-        bring anything inside it back (the SDK's walk does not descend either)."""
-        return self.excluded(rel_dir) and not self._reaches_into(rel_dir)
-
     def _reaches_into(self, rel_dir: str) -> bool:
+        """Whether a ``!`` exception could bring back something inside an
+        ignored directory; if none can, the directory is wholly ignored and
+        not entered (the SDK's walk does not descend either)."""
         return any(p.startswith(rel_dir) for p in self._exceptions)
 
     def walk(self, top: str = "") -> Iterator[Listing]:

@@ -98,8 +98,6 @@ def test_walk_enters_no_wholly_ignored_directory(
     listings = list(flt.walk())
     assert {d for listing in listings for d in listing.passed} == passed
     assert {d for listing in listings for d in listing.pruned} == pruned
-    assert all(flt.pruned(d) for d in pruned)
-    assert not any(flt.pruned(d) for d in passed)
     # Nothing below a pruned directory is even listed.
     seen = {rel for listing in listings for rel, _ in listing.kept}
     seen |= {d for listing in listings for d in (*listing.passed, *listing.pruned)}
