@@ -95,7 +95,14 @@ def docker_problems(state: dict[str, Any]) -> list[str]:
 
 
 def docker_exports(state: dict[str, Any]) -> list[tuple[str, str]]:
-    return [("DOCKER_HOST", DOCKER_HOST), ("DEVREG_TEST_DOCKER_CLI", DOCKER)]
+    # DEVREG_DOCKER: devreg builds with the user's `docker` on PATH; here that
+    # may be a newer CLI without buildx, so the tests (and scripts/demo) name
+    # the one with BuildKit through devreg's own override.
+    return [
+        ("DOCKER_HOST", DOCKER_HOST),
+        ("DEVREG_TEST_DOCKER_CLI", DOCKER),
+        ("DEVREG_DOCKER", DOCKER),
+    ]
 
 
 PART = Part(up_docker, docker_problems, docker_exports, processes=("dockerd",))

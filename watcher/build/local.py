@@ -3,8 +3,12 @@
 The build goes through a BuildKit-capable Docker CLI (SPEC §6): the docker
 SDK's ``images.build`` only drives the classic builder, which refuses
 ``RUN --mount=type=cache``, the very thing that makes dev rebuilds fast. The
-SDK does the rest (ping, inspect, tag, push with per-layer progress). Without
-a BuildKit-capable CLI the SDK's classic build is used, and said once.
+SDK does the rest (ping, inspect, tag, push with per-layer progress).
+
+The CLI is the user's: ``DEVREG_DOCKER`` when set, else ``docker`` on
+``PATH``, checked once for BuildKit (the buildx plugin, or a CLI from before
+23.0 with BuildKit built in); one that cannot is an error naming what it
+lacks and the override, never a silent fallback to the classic builder.
 
 Commands are tuples from small pure functions (``build_argv``) run through
 :mod:`watcher.proc`. Loading into kind is :mod:`watcher.build.kind`.
@@ -28,11 +32,11 @@ from watcher import proc
 from watcher.build.backends import BuildCancelled, BuildError, BuildRequest, BuildResult
 
 Log = Callable[[str], None]
-# Debian's docker.io CLI (20.10) has BuildKit built in; a newer CLI on PATH
-# may lack the buildx plugin and refuse BuildKit builds, so this one is tried
-# first. ``DEVREG_DOCKER`` overrides the search.
-PREFERRED_CLIS = ("/usr/bin/docker",)
+OVERRIDE = "DEVREG_DOCKER"
 _VERSION = re.compile(r"version (\d+)\.(\d+)")
+# BuildKit came to `docker build` in 18.09 (DOCKER_BUILDKIT=1); from 23.0 on,
+# `docker build` uses BuildKit only through the buildx plugin.
+BUILDKIT_BUILT_IN = ((18, 9), (23, 0))
 
 
 @dataclass(frozen=True)
@@ -58,31 +62,56 @@ def _has_buildx(path: str) -> bool:
         return False
 
 
-def find_buildkit_cli(env: Mapping[str, str] | None = None) -> DockerCli | None:
-    """A Docker CLI that can run BuildKit builds: one with the buildx plugin,
-    or a CLI older than 23.0 (BuildKit built into ``docker build``)."""
+def buildkit_cli(env: Mapping[str, str] | None = None) -> DockerCli:
+    """The Docker CLI devreg builds with: ``$DEVREG_DOCKER`` (a path or a name on
+    ``PATH``), else ``docker`` on ``PATH``; raises :class:`FatalError` saying
+    what is missing when it cannot run BuildKit builds."""
     env = os.environ if env is None else env
-    candidates: list[str] = []
-    if env.get("DEVREG_DOCKER"):
-        candidates.append(env["DEVREG_DOCKER"])
-    candidates.extend(PREFERRED_CLIS)
-    found = shutil.which("docker", path=env.get("PATH"))
-    if found:
-        candidates.append(found)
-    seen: set[str] = set()
-    for path in candidates:
-        real = os.path.realpath(path)
-        if real in seen or not os.access(path, os.X_OK):
-            continue
-        seen.add(real)
-        version = _cli_version(path)
-        if version is None:
-            continue
-        if _has_buildx(path):
-            return DockerCli(path, True, f"{version[0]}.{version[1]}")
-        if version < (23, 0):
-            return DockerCli(path, False, f"{version[0]}.{version[1]}")
-    return None
+    override = env.get(OVERRIDE)
+    where = f"{OVERRIDE}={override}" if override else "`docker` on PATH"
+    path = shutil.which(override or "docker", path=env.get("PATH"))
+    if path is None:
+        raise FatalError(
+            f"no Docker CLI: {where} {'is not an executable' if override else 'is missing'}. "
+            "devreg builds images with the Docker CLI and BuildKit: install Docker's CLI "
+            f"(with the buildx plugin), or set {OVERRIDE} to one"
+        )
+    version = _cli_version(path)
+    if version is None:
+        raise FatalError(
+            f"{path} ({where}) is not a Docker CLI: `{path} --version` did not print "
+            f"'Docker version X.Y'; set {OVERRIDE} to a Docker CLI"
+        )
+    return choose_cli(path, version, has_buildx=_has_buildx(path), where=where)
+
+
+def choose_cli(
+    path: str, version: tuple[int, int], *, has_buildx: bool, where: str = "`docker` on PATH"
+) -> DockerCli:
+    """Whether the CLI at ``path`` (``version``, with or without the buildx
+    plugin) can run BuildKit builds, and how (pure: the tests' table)."""
+    label = f"{version[0]}.{version[1]}"
+    if has_buildx:
+        return DockerCli(path, True, label)
+    oldest, first_without = BUILDKIT_BUILT_IN
+    if oldest <= version < first_without:
+        return DockerCli(path, False, label)
+    if version < oldest:
+        why = f"it is older than {oldest[0]}.{oldest[1]}, which brought BuildKit"
+        fix = "upgrade it"
+    else:
+        why = (
+            "it has no buildx plugin (`docker buildx version` fails), and since Docker 23.0 "
+            "`docker build` runs BuildKit only through buildx"
+        )
+        fix = (
+            "install the buildx plugin (docker-buildx-plugin from Docker's packages, "
+            "docker-buildx on Debian and Ubuntu)"
+        )
+    raise FatalError(
+        f"the Docker CLI {path} ({label}, {where}) cannot run BuildKit builds: {why}. "
+        f"To fix it, {fix}, or set {OVERRIDE} to a Docker CLI that can"
+    )
 
 
 def build_argv(cli: DockerCli, request: BuildRequest, *, iidfile: Path) -> tuple[str, ...]:
@@ -166,36 +195,6 @@ class Engine:
         stream = self.client.api.push(repository, tag=tag, stream=True, decode=True)
         return _follow_push(stream, log=log, cancel=cancel)
 
-    def classic_build(self, request: BuildRequest, *, log: Log, cancel: threading.Event) -> str:
-        """The SDK's classic builder (no BuildKit syntax): the fallback."""
-        dockerfile = str(request.dockerfile)
-        stream = self.client.api.build(
-            path=str(request.context),
-            dockerfile=dockerfile,
-            tag=request.reference,
-            buildargs=dict(request.build_args) or None,
-            target=request.target,
-            rm=True,
-            decode=True,
-        )
-        image_id = ""
-        tail: list[str] = []
-        try:
-            for chunk in stream:
-                if cancel.is_set():
-                    raise BuildCancelled()
-                if "stream" in chunk:
-                    for line in str(chunk["stream"]).splitlines():
-                        tail = [*tail[-39:], line]
-                        log(line)
-                if "aux" in chunk and isinstance(chunk["aux"], dict):
-                    image_id = str(chunk["aux"].get("ID", image_id))
-                if "error" in chunk:
-                    raise BuildError(f"build failed: {chunk['error']}", tuple(tail))
-        finally:
-            _close(stream)
-        return image_id
-
 
 def _no_answer(error: Exception) -> FatalError:
     return FatalError(f"the Docker engine does not answer ({error}); is dockerd running?")
@@ -258,26 +257,12 @@ class LocalDockerBackend:
 
     name = "local-docker"
 
-    def __init__(self, engine: Engine, cli: DockerCli | None, *, log: Log | None = None) -> None:
+    def __init__(self, engine: Engine, cli: DockerCli) -> None:
         self.engine = engine
         self.cli = cli
-        self._warned = False
-        self._log = log
 
     def build(self, request: BuildRequest, *, log: Log, cancel: threading.Event) -> BuildResult:
         started = time.monotonic()
-        if self.cli is None:
-            if not self._warned:
-                self._warned = True
-                (self._log or log)(
-                    "no BuildKit-capable docker CLI found (a CLI with buildx, or Debian's "
-                    "docker.io); building with the docker SDK's classic builder: RUN --mount "
-                    "and other BuildKit syntax will fail"
-                )
-            image_id = self.engine.classic_build(request, log=log, cancel=cancel)
-            return BuildResult(
-                request.reference, time.monotonic() - started, image_id=image_id or None
-            )
         with tempfile.TemporaryDirectory(prefix="devreg-build-") as tmp:
             iidfile = Path(tmp) / "iid"
             argv = build_argv(self.cli, request, iidfile=iidfile)

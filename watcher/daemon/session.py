@@ -16,7 +16,7 @@ from hookpkg.plan import ImagePlan
 from hookpkg.project import load_project
 from watcher import console
 from watcher.build.backends import BuildBackend
-from watcher.build.local import DockerCli, Engine, LocalDockerBackend, find_buildkit_cli
+from watcher.build.local import DockerCli, Engine, LocalDockerBackend, buildkit_cli
 from watcher.build.pipeline import Pipeline
 from watcher.daemon.state import StateDir
 
@@ -104,15 +104,13 @@ class Session:
         plans = self.plan(config)
         in_cluster = self._in_cluster_backend(config, plans)
         if plan_mod.needs_engine(plans) and self.engine is None:
+            cli = buildkit_cli()  # before the engine: a missing CLI is the first thing to fix
             self.engine = Engine()
             self.engine.ping()
-            self.cli = find_buildkit_cli()
-            if self.cli is not None:
-                mode = (
-                    "docker buildx build" if self.cli.buildx else "docker build (BuildKit built in)"
-                )
-                self.log(f"building with {self.cli.path} {self.cli.version}: {mode}")
-            self.backend = LocalDockerBackend(self.engine, self.cli, log=self.log)
+            self.cli = cli
+            mode = "docker buildx build" if cli.buildx else "docker build (BuildKit built in)"
+            self.log(f"building with {cli.path} {cli.version}: {mode}")
+            self.backend = LocalDockerBackend(self.engine, cli)
         return Pipeline(
             config,
             routes=plans,

@@ -18,7 +18,6 @@ import pytest
 from hookpkg.config import Image
 from hookpkg.errors import FatalError
 from tests.watcher.e2e import processes_mentioning, registry_tags
-from watcher.build import local
 from watcher.build.backends import BuildCancelled, BuildError, BuildRequest
 from watcher.build.contenttag import ContextIndex
 from watcher.build.local import (
@@ -28,7 +27,8 @@ from watcher.build.local import (
     _follow_push,
     build_argv,
     build_env,
-    find_buildkit_cli,
+    buildkit_cli,
+    choose_cli,
 )
 
 
@@ -146,8 +146,8 @@ def test_build_env(base: dict[str, str], progress: str) -> None:
 
 def _fake_docker(path: Path, version: str | None, buildx: bool) -> Path:
     """A stand-in ``docker`` that answers ``--version`` and ``buildx version``:
-    only one real CLI exists here, and the choice depends on versions and
-    plugins that cannot be installed side by side."""
+    the choice depends on versions and plugins that cannot be installed side by
+    side here (the real CLI is chosen by the tests against the engine below)."""
     version_line = f'echo "Docker version {version}, build 0000000"' if version else "exit 1"
     path.write_text(
         "#!/bin/sh\n"
@@ -165,44 +165,101 @@ def _fake_docker(path: Path, version: str | None, buildx: bool) -> Path:
         pytest.param("20.10.24+dfsg1", False, (False, "20.10"), id="old-cli-buildkit-built-in"),
         pytest.param("27.3.1", True, (True, "27.3"), id="new-cli-with-buildx"),
         pytest.param("22.06.0", True, (True, "22.6"), id="buildx-preferred"),
-        pytest.param("27.3.1", False, None, id="new-cli-without-buildx-refused"),
-        pytest.param(None, True, None, id="no-version-refused"),
+        pytest.param("18.09.1", False, (False, "18.9"), id="first-with-buildkit"),
     ],
 )
-def test_cli_choice(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    version: str | None,
-    buildx: bool,
-    expected: tuple[bool, str] | None,
-) -> None:
-    monkeypatch.setattr(local, "PREFERRED_CLIS", ())  # this machine's /usr/bin/docker
+def test_cli_choice(tmp_path: Path, version: str, buildx: bool, expected: tuple[bool, str]) -> None:
+    """``docker`` on PATH, as the user has it."""
     docker = _fake_docker(tmp_path / "docker", version, buildx)
-    found = find_buildkit_cli({"PATH": str(tmp_path)})
-    if expected is None:
-        assert found is None
-    else:
-        assert found == DockerCli(str(docker), *expected)
+    assert buildkit_cli({"PATH": str(tmp_path)}) == DockerCli(str(docker), *expected)
 
 
-def test_devreg_docker_is_tried_first_and_a_refused_one_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("version", "buildx", "says"),
+    [
+        pytest.param(
+            "27.3.1",
+            False,
+            "cannot run BuildKit builds: it has no buildx plugin (`docker buildx version` "
+            "fails), and since Docker 23.0 `docker build` runs BuildKit only through buildx. "
+            "To fix it, install the buildx plugin (docker-buildx-plugin from Docker's "
+            "packages, docker-buildx on Debian and Ubuntu), or set DEVREG_DOCKER to a Docker "
+            "CLI that can",
+            id="new-cli-without-buildx",
+        ),
+        pytest.param(
+            "17.12.0",
+            False,
+            "cannot run BuildKit builds: it is older than 18.9, which brought BuildKit. To fix "
+            "it, upgrade it, or set DEVREG_DOCKER to a Docker CLI that can",
+            id="too-old",
+        ),
+        pytest.param(
+            None,
+            True,
+            "is not a Docker CLI: `{docker} --version` did not print 'Docker version X.Y'; "
+            "set DEVREG_DOCKER to a Docker CLI",
+            id="no-version",
+        ),
+    ],
+)
+def test_a_cli_that_cannot_is_an_error_naming_what_is_missing(
+    tmp_path: Path, version: str | None, buildx: bool, says: str
 ) -> None:
-    monkeypatch.setattr(local, "PREFERRED_CLIS", ())
+    docker = _fake_docker(tmp_path / "docker", version, buildx)
+    with pytest.raises(FatalError) as e:
+        buildkit_cli({"PATH": str(tmp_path)})
+    assert says.format(docker=docker) in str(e.value)
+    assert f"{docker} " in str(e.value) and "`docker` on PATH" in str(e.value)
+    assert e.value.exit_code == 1
+
+
+def test_devreg_docker_overrides_path(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     chosen = _fake_docker(tmp_path / "a" / "docker", "24.0.7", True)
-    on_path = _fake_docker(tmp_path / "b" / "docker", "20.10.5", False)
-    assert find_buildkit_cli({"DEVREG_DOCKER": str(chosen), "PATH": str(tmp_path / "b")}) == (
-        DockerCli(str(chosen), True, "24.0")
-    )
-    _fake_docker(chosen, "25.0.0", False)  # now lacks buildx: the next candidate
-    assert find_buildkit_cli({"DEVREG_DOCKER": str(chosen), "PATH": str(tmp_path / "b")}) == (
-        DockerCli(str(on_path), False, "20.10")
-    )
-    assert (
-        find_buildkit_cli({"DEVREG_DOCKER": str(tmp_path / "missing"), "PATH": "/nowhere"}) is None
-    )
+    _fake_docker(tmp_path / "b" / "docker", "20.10.5", False)
+    env = {"DEVREG_DOCKER": str(chosen), "PATH": str(tmp_path / "b")}
+    assert buildkit_cli(env) == DockerCli(str(chosen), True, "24.0")
+    # A name is looked up on PATH, as a command would be.
+    _fake_docker(tmp_path / "b" / "docker-24", "24.0.7", True)
+    env = {"DEVREG_DOCKER": "docker-24", "PATH": str(tmp_path / "b")}
+    assert buildkit_cli(env) == DockerCli(str(tmp_path / "b" / "docker-24"), True, "24.0")
+    # The override is not second-guessed: one that cannot is the error, PATH is not tried.
+    _fake_docker(chosen, "25.0.0", False)
+    env = {"DEVREG_DOCKER": str(chosen), "PATH": str(tmp_path / "b")}
+    with pytest.raises(FatalError, match=f"DEVREG_DOCKER={chosen}.*no buildx plugin"):
+        buildkit_cli(env)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        pytest.param(
+            {"PATH": "/nowhere"},
+            "no Docker CLI: `docker` on PATH is missing. devreg builds images with the Docker "
+            "CLI and BuildKit: install Docker's CLI (with the buildx plugin), or set "
+            "DEVREG_DOCKER to one",
+            id="no-docker",
+        ),
+        pytest.param(
+            {"PATH": "/nowhere", "DEVREG_DOCKER": "/nowhere/docker"},
+            "no Docker CLI: DEVREG_DOCKER=/nowhere/docker is not an executable.",
+            id="override-missing",
+        ),
+    ],
+)
+def test_no_cli(env: dict[str, str], says: str) -> None:
+    with pytest.raises(FatalError) as e:
+        buildkit_cli(env)
+    assert says in str(e.value)
+
+
+def test_choose_cli_is_pure() -> None:
+    assert choose_cli("/x/docker", (23, 0), has_buildx=True) == DockerCli("/x/docker", True, "23.0")
+    assert choose_cli("/x/docker", (22, 6), has_buildx=False).buildx is False
+    with pytest.raises(FatalError, match=r"/x/docker \(23.0, `docker` on PATH\)"):
+        choose_cli("/x/docker", (23, 0), has_buildx=False)
 
 
 # --- following a push --------------------------------------------------------------------
@@ -272,9 +329,8 @@ def engine(testenv: Any) -> Iterator[Engine]:
 
 @pytest.fixture
 def cli(testenv: Any) -> DockerCli:
-    found = find_buildkit_cli({"DEVREG_DOCKER": testenv.docker_cli, "PATH": os.environ["PATH"]})
-    assert found is not None
-    return found
+    # The test environment's CLI: DEVREG_DOCKER, as scripts/testenv exports it.
+    return buildkit_cli({"DEVREG_DOCKER": testenv.docker_cli, "PATH": os.environ["PATH"]})
 
 
 def test_builds_with_buildkit_and_pushes(
@@ -337,25 +393,6 @@ def test_a_cancelled_build_stops_at_once(
         LocalDockerBackend(engine, cli).build(_request(tmp_path), log=log, cancel=cancel)
     assert time.monotonic() - started < 30
     assert processes_mentioning(str(tmp_path)) == []  # no docker build left running
-
-
-def test_without_a_buildkit_cli_the_classic_builder_is_used_and_said_once(
-    testenv: Any, engine: Engine, tmp_path: Path
-) -> None:
-    (tmp_path / "Dockerfile").write_text(f"FROM {testenv.base_image}\nRUN echo classic > /c\n")
-    said: list[str] = []
-    backend = LocalDockerBackend(engine, None, log=said.append)
-    for _ in range(2):
-        request = _request(tmp_path)
-        result = backend.build(request, log=lambda _: None, cancel=threading.Event())
-        assert result.image_id is not None
-        assert engine.image_id(request.reference) == result.image_id
-    assert len(said) == 1 and "classic builder" in said[0]
-    (tmp_path / "Dockerfile").write_text(
-        f"FROM {testenv.base_image}\nRUN --mount=type=cache,target=/c true\n"
-    )
-    with pytest.raises(BuildError, match="build failed"):
-        backend.build(_request(tmp_path), log=lambda _: None, cancel=threading.Event())
 
 
 def test_an_engine_that_does_not_answer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
