@@ -1,15 +1,15 @@
-"""The port-forward, at its narrowest boundary.
+"""The port-forward, at its narrowest boundary and through a real kubelet.
 
-What cannot be real here: the test environment has no kubelet (kwok's nodes
-are fake), so the API server cannot open a stream to a pod's port. The
-forwarder is therefore tested with streams to real local TCP servers (an echo
-server, a real registry) standing in for "the pod": the listening, the
-relay in both directions, half-close, a dropped stream, a replaced pod
-(failing opens, then a new target), giving up, and shutdown. The one part
-that does talk to the real API server, :class:`PodPortOpener`, is tested for
-what this environment can show: the API server's answer when it cannot reach
-the pod, turned into a clear message. The README lists the rest under "not
-verified here".
+The forwarder's relay is tested with streams to real local TCP servers (an echo
+server, a real registry) standing in for "the pod", for what a real kubelet cannot
+be made to do on demand: half-close, a dropped stream mid-transfer, a replaced
+pod (failing opens, then a new target), giving up, and shutdown. The part that
+talks to the cluster, :class:`PodPortOpener`, runs for real: a stream through the
+API server and a real kubelet to the registry devreg deployed, and the API server's
+refusal for a pod whose node has no reachable kubelet (a kwok node). The whole path
+— devreg in a network namespace where no NodePort answers, building and pushing
+through its forward, a registry pod replaced mid-watch — is
+tests/watcher/real_nodes_test.py.
 """
 
 from __future__ import annotations
@@ -226,9 +226,10 @@ def test_a_registry_answers_through_the_forward(tmp_path: Path) -> None:
 
 
 @pytest.mark.testenv
-def test_pod_port_opener_explains_the_api_servers_refusal(testenv: Any) -> None:
-    """Against the real API server: the stream is asked for, and refused
-    because no kubelet exists; the message says so."""
+def test_pod_port_opener_reaches_the_registry_through_a_real_kubelet(testenv: Any) -> None:
+    """The registry devreg deploys runs on a real node: the stream goes API server ->
+    kubelet -> the pod's port, and an HTTP request through it gets the registry's
+    answer."""
     import secrets
 
     from watcher.cluster import deploy as deploy
@@ -246,11 +247,65 @@ def test_pod_port_opener_explains_the_api_servers_refusal(testenv: Any) -> None:
                 context=testenv.context, namespace=ns, find_pod=lambda: pod.name, port=5000
             )
             try:
+                stream = opener()
+                try:
+                    stream.sock.sendall(b"GET /v2/ HTTP/1.0\r\nHost: registry\r\n\r\n")
+                    answer = b""
+                    while b"\r\n" not in answer:
+                        chunk = stream.sock.recv(4096)
+                        if not chunk:
+                            break
+                        answer += chunk
+                finally:
+                    stream.release()
+            finally:
+                opener.close()
+            assert answer.split(b"\r\n", 1)[0].split()[1] == b"200", answer
+        finally:
+            kube.delete("Namespace", None, ns)
+
+
+@pytest.mark.testenv
+def test_pod_port_opener_explains_the_api_servers_refusal(testenv: Any) -> None:
+    """A pod on a node whose kubelet cannot be reached (one of kwok's tainted nodes,
+    which the pod asks for): the API server refuses the stream, and the message
+    says which pod and port and what the API server said."""
+    import secrets
+
+    from watcher.cluster.kube import Kube
+
+    ns = f"devreg-t-{secrets.token_hex(4)}"
+    with Kube(testenv.context) as kube:
+        try:
+            kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+            kube.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": "registry-kwok", "namespace": ns},
+                    "spec": {
+                        "nodeSelector": {"type": "kwok"},
+                        "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
+                        "containers": [{"name": "registry", "image": "registry:2.8.1"}],
+                    },
+                }
+            )
+            opener = PodPortOpener(
+                context=testenv.context, namespace=ns, find_pod=lambda: "registry-kwok", port=5000
+            )
+            try:
                 with pytest.raises(OpenError) as e:
+                    deadline = time.monotonic() + 60
+                    while True:  # until the pod is bound and kwok says it runs
+                        pod = kube.get("Pod", ns, "registry-kwok") or {}
+                        if (pod.get("status") or {}).get("phase") == "Running":
+                            break
+                        assert time.monotonic() < deadline, pod
+                        time.sleep(0.1)
                     opener()
             finally:
                 opener.close()
-            assert f"port-forward to pod {ns}/{pod.name} port 5000 failed" in str(e.value)
+            assert f"port-forward to pod {ns}/registry-kwok port 5000 failed" in str(e.value)
             assert "error dialing backend" in str(e.value)
         finally:
             kube.delete("Namespace", None, ns)
