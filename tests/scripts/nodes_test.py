@@ -199,8 +199,21 @@ def test_exec_and_logs_go_through_each_real_kubelet(
         )
 
 
-def node_traces(testenv: TestEnv) -> dict[str, Any]:
-    """Everything of the nodes that `down nodes` must remove."""
+def bridge_ports() -> set[str]:
+    """The links attached to the nodes' bridges in this namespace (pods' veths, the
+    netns nodes' veths): Docker's own veths and others' stay out of the check."""
+    ports = set()
+    for bridge in ("devreg-br", "devreg-cni0"):
+        shown = subprocess.run(
+            ["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True
+        ).stdout
+        ports |= {line.split(":")[1].strip().split("@")[0] for line in shown.splitlines()}
+    return ports
+
+
+def node_traces(testenv: TestEnv, ports: set[str]) -> dict[str, Any]:
+    """Everything of the nodes that `down nodes` must remove; ``ports`` are the links
+    that were on the nodes' bridges before."""
     nodes_dir = str(Path(testenv.state_dir) / "nodes")
     procs = []
     for proc in Path("/proc").iterdir():
@@ -222,7 +235,11 @@ def node_traces(testenv: TestEnv) -> dict[str, Any]:
             ).stdout.split()
             if n.startswith("devreg-")
         ],
-        "links": [w for w in links.split() if w.startswith(("devreg-", "veth"))],
+        "links": [
+            w.rstrip(":").split("@")[0]
+            for w in links.split()
+            if w.startswith("devreg-") or w.rstrip(":").split("@")[0] in ports
+        ],
         "iptables": [
             line
             for tool in ("iptables-save", "ip6tables-save")
@@ -235,16 +252,26 @@ def node_traces(testenv: TestEnv) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_down_nodes_removes_every_trace_and_up_brings_them_back(
-    testenv: TestEnv, real_nodes: list[RealNode], kube_api_client: Any, core: client.CoreV1Api
+    testenv: TestEnv,
+    real_nodes: list[RealNode],
+    kube_api_client: Any,
+    core: client.CoreV1Api,
+    namespace: str,
 ) -> None:
+    for node in real_nodes:  # a pod on each: its sandbox, veth and mounts must go too
+        name = f"sleeper-{node.name}"
+        core.create_namespaced_pod(namespace, busybox_pod(testenv, name, node.name, "sleep 3600"))
+        wait_until(f"{name} Running", lambda n=name: pod_phase(core, namespace, n) == "Running")
     state = json.loads((Path(testenv.state_dir) / "state.json").read_text())
     route_localnet_before = state["sysctl_route_localnet"]
+    ports = bridge_ports()
+    assert any(p.startswith("veth") for p in ports), ports  # the sleeper on node 0
     t0 = time.monotonic()
     down = script("down", "nodes", timeout=300)
     down_s = time.monotonic() - t0
     try:
         assert down.returncode == 0, down.stderr
-        assert node_traces(testenv) == {
+        assert node_traces(testenv, ports) == {
             "processes": [],
             "netns": [],
             "links": [],
