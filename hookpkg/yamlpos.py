@@ -9,13 +9,16 @@ silently lets the last one win, are reported at the second key.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 
-from hookpkg.errors import Diagnostic
+from hookpkg.bounds import MAX_ALIAS_NODES, MAX_DEPTH, MAX_NODES
+from hookpkg.errors import Diagnostic, Severity, describe_char, shown
 
 try:  # the C loader is several times faster on large files
     _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
@@ -28,6 +31,7 @@ _SEQ_TAG = "tag:yaml.org,2002:seq"
 _STR_TAG = "tag:yaml.org,2002:str"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _constructor = yaml.constructor.SafeConstructor()
+_NO_KEYS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(slots=True, eq=False)
@@ -39,7 +43,9 @@ class Node:
     col: int
     tag: str = _STR_TAG
     text: str = ""  # the scalar as written (before construction)
-    keys: dict[str, Node] = field(default_factory=dict)  # mapping key nodes
+    # mapping key nodes; every other node shares one empty mapping (a dict per
+    # node would be most of the memory of a large file)
+    keys: Mapping[str, Node] = field(default_factory=lambda: _NO_KEYS)
 
     @property
     def is_map(self) -> bool:
@@ -59,22 +65,44 @@ class Node:
         return None
 
     def plain(self) -> Any:
-        """The value without positions (for code that only needs data)."""
-        if isinstance(self.value, dict):
-            return {k: v.plain() for k, v in self.value.items()}
-        if isinstance(self.value, list):
-            return [v.plain() for v in self.value]
-        return self.value
+        """The value without positions (for code that only needs data). A node
+        reached through several aliases becomes one shared object."""
+        done: dict[int, Any] = {}
+        stack: list[tuple[Node, bool]] = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if id(node) in done:
+                continue
+            v = node.value
+            if not isinstance(v, (dict, list)):
+                done[id(node)] = v
+            elif not expanded:
+                stack.append((node, True))
+                children = v.values() if isinstance(v, dict) else v
+                stack.extend((c, False) for c in children if id(c) not in done)
+            elif isinstance(v, dict):
+                done[id(node)] = {k: done[id(c)] for k, c in v.items()}
+            else:
+                done[id(node)] = [done[id(c)] for c in v]
+        return done[id(self)]
 
     def walk(self, path: str = "") -> Iterator[tuple[str, Node]]:
-        """Yield ``(yaml_path, node)`` for this node and every node below it."""
-        yield path, self
-        if isinstance(self.value, dict):
-            for k, v in self.value.items():
-                yield from v.walk(join(path, k))
-        elif isinstance(self.value, list):
-            for i, v in enumerate(self.value):
-                yield from v.walk(f"{path}[{i}]")
+        """Yield ``(yaml_path, node)`` for this node and every node below it, in
+        document order. A node reached through several aliases is yielded once,
+        at its first path: it is one place in the file."""
+        seen: set[int] = set()
+        stack: list[tuple[str, Node]] = [(path, self)]
+        while stack:
+            here, node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            yield here, node
+            v = node.value
+            if isinstance(v, dict):
+                stack.extend(reversed([(join(here, k), c) for k, c in v.items()]))
+            elif isinstance(v, list):
+                stack.extend(reversed([(f"{here}[{i}]", c) for i, c in enumerate(v)]))
 
     def kind_name(self) -> str:
         """How the node reads to a user in a type error."""
@@ -90,10 +118,10 @@ class Node:
         if isinstance(v, int):
             return f"integer {v}"
         if isinstance(v, float):
-            return f"number {self.text}"
+            return f"number {shown(self.text)[1:-1]}"
         if isinstance(v, str):
-            return f"string {v!r}"
-        return f"{type(v).__name__} {self.text!r}"
+            return f"string {shown(v)}"
+        return f"{type(v).__name__} {shown(self.text)}"
 
 
 def join(path: str, key: str) -> str:
@@ -114,29 +142,46 @@ class YamlError(Exception):
 
 def load(text: str, filename: str) -> tuple[Node | None, list[Diagnostic]]:
     """Parse one YAML document. Returns the root (``None`` for an empty file)
-    and the duplicate-key diagnostics; raises :class:`YamlError` on bad syntax."""
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as e:
-        raise YamlError(_syntax_diagnostic(e, text, filename)) from None
-    except yaml.YAMLError as e:  # pragma: no cover - errors without a mark
-        raise YamlError(Diagnostic(filename, 1, 1, "error", "", f"invalid YAML: {e}")) from None
-    if root is None:
-        return None, []
-    builder = _Builder(filename)
-    return builder.build(root, ""), builder.diagnostics
+    and the diagnostics of a readable document (duplicate keys, scalars that
+    do not read as their tag says); raises :class:`YamlError` on bad syntax or
+    past a bound (aliases, depth)."""
+    builder = _Builder(text, filename, single=True)
+    roots = builder.documents()
+    return (roots[0] if roots else None), builder.diagnostics
 
 
 def load_all(text: str, filename: str) -> list[Node]:
     """Every document of a multi-document file (Kubernetes manifests)."""
-    try:
-        roots = list(yaml.compose_all(text, Loader=_Loader))
-    except yaml.MarkedYAMLError as e:
-        raise YamlError(_syntax_diagnostic(e, text, filename)) from None
-    except yaml.YAMLError as e:  # pragma: no cover
-        raise YamlError(Diagnostic(filename, 1, 1, "error", "", f"invalid YAML: {e}")) from None
-    builder = _Builder(filename)
-    return [builder.build(r, "") for r in roots if r is not None]
+    return [r for r in _Builder(text, filename, single=False).documents() if r is not None]
+
+
+# YAML's printable set (1.2, section 5.1): everything else is refused by the
+# parser with an offset into its own buffer; finding it first gives the line.
+_NON_PRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+def position(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1
+
+
+def _unprintable(text: str, filename: str) -> Diagnostic | None:
+    m = _NON_PRINTABLE.search(text)
+    if m is None:
+        return None
+    line, col = position(text, m.start())
+    what = "a NUL byte" if m.group() == "\x00" else f"the character {describe_char(m.group())}"
+    return Diagnostic(
+        filename,
+        line,
+        col,
+        "error",
+        "",
+        f"{what} is not allowed in YAML; remove it (inside double quotes, write it as an escape)",
+    )
 
 
 def _syntax_diagnostic(e: yaml.MarkedYAMLError, text: str, filename: str) -> Diagnostic:
@@ -157,77 +202,331 @@ def _syntax_diagnostic(e: yaml.MarkedYAMLError, text: str, filename: str) -> Dia
     else:
         context = f"{e.context}, " if e.context else ""
         msg = f"invalid YAML: {context}{problem}"
-        if "expected a single document" in f"{e.context} {problem}":
-            msg = "devspace.yaml must hold a single YAML document; remove the extra '---'"
     return Diagnostic(filename, line, col, "error", "", msg)
 
 
+def _at(filename: str, mark: Any, message: str) -> YamlError:
+    return YamlError(Diagnostic(filename, mark.line + 1, mark.column + 1, "error", "", message))
+
+
+_IMPLICIT = yaml.resolver.Resolver.yaml_implicit_resolvers
+_INT_TAG = "tag:yaml.org,2002:int"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+# Tags a scalar can carry; the others (!!map, !!seq, !!set …) need a collection.
+_SCALAR_TAGS = frozenset(
+    {
+        _STR_TAG,
+        _NULL_TAG,
+        _BOOL_TAG,
+        _INT_TAG,
+        "tag:yaml.org,2002:float",
+        "tag:yaml.org,2002:binary",
+        _TIMESTAMP_TAG,
+    }
+)
+_COLLECTION_TAGS = frozenset(
+    {
+        _MAP_TAG,
+        _SEQ_TAG,
+        "tag:yaml.org,2002:set",
+        "tag:yaml.org,2002:omap",
+        "tag:yaml.org,2002:pairs",
+    }
+)
+_CONSTRUCT_ERRORS = (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError, OverflowError)
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)", re.ASCII)
+
+
+def _resolve_plain(value: str) -> str:
+    """The tag YAML 1.1 gives a plain scalar (PyYAML's resolver, without a node)."""
+    for tag, regexp in _IMPLICIT.get(value[:1], ()):
+        if regexp.match(value):
+            return str(tag)
+    return _STR_TAG
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org") else tag
+
+
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent)
+
+
+class _Frame:
+    """A collection being built: its node, and for a mapping the key waiting for its value."""
+
+    __slots__ = ("node", "keys", "key", "merged", "anchor", "size", "index")
+
+    def __init__(self, node: Node, keys: dict[str, Node] | None, anchor: str | None) -> None:
+        self.node = node
+        self.keys = keys  # None for a sequence
+        self.key: Node | None = None
+        self.merged: dict[str, Node] | None = None
+        self.anchor = anchor
+        self.size = 1  # nodes below and including this one, aliases expanded
+        self.index = 0  # the next sequence index (for paths)
+
+
 class _Builder:
-    def __init__(self, filename: str) -> None:
+    """Nodes from the parser's events, without recursion: nesting depth and
+    alias expansion are counted as they come and refused past their bounds,
+    at the node or alias that passes them."""
+
+    def __init__(self, text: str, filename: str, *, single: bool) -> None:
+        self.text = text
         self.filename = filename
+        self.single = single
         self.diagnostics: list[Diagnostic] = []
-        self._done: dict[int, Node] = {}  # aliases share nodes
+        # anchor -> (node, expanded size); size None while the node is still open
+        self.anchors: dict[str, tuple[Node, int | None]] = {}
+        self.alias_nodes = 0
+        self.nodes = 0
+        self.stack: list[_Frame] = []
 
-    def build(self, node: yaml.Node, path: str) -> Node:
-        done = self._done.get(id(node))
-        if done is not None:
-            return done
-        line, col = node.start_mark.line + 1, node.start_mark.column + 1
-        if isinstance(node, yaml.MappingNode):
-            out = Node({}, line, col, _MAP_TAG)
-            self._done[id(node)] = out
-            self._mapping(node, out, path)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            out = Node([], line, col, _SEQ_TAG)
-            self._done[id(node)] = out
-            out.value.extend(self.build(v, f"{path}[{i}]") for i, v in enumerate(node.value))
-            return out
+    def documents(self) -> list[Node | None]:
+        bad = _unprintable(self.text, self.filename)
+        if bad is not None:
+            raise YamlError(bad)
+        loader: Any = _Loader(self.text)
+        docs: list[Node | None] = []
         try:
-            value = _constructor.construct_object(node, deep=True)
-        except yaml.YAMLError:
-            value = node.value  # an odd tag or timestamp: keep the text
-        out = Node(value, line, col, node.tag, node.value)
-        self._done[id(node)] = out
-        return out
+            while True:
+                event = loader.get_event()
+                if isinstance(event, yaml.StreamEndEvent):
+                    return docs
+                if isinstance(event, yaml.DocumentStartEvent):
+                    if self.single and docs:
+                        raise _at(
+                            self.filename,
+                            event.start_mark,
+                            "devspace.yaml must hold a single YAML document; "
+                            "remove the extra '---'",
+                        )
+                    docs.append(self._document(loader))
+        except yaml.MarkedYAMLError as e:
+            raise YamlError(_syntax_diagnostic(e, self.text, self.filename)) from None
+        except yaml.YAMLError as e:  # pragma: no cover - errors without a mark
+            raise YamlError(
+                Diagnostic(self.filename, 1, 1, "error", "", f"invalid YAML: {e}")
+            ) from None
+        finally:
+            loader.dispose()
 
-    def _mapping(self, node: yaml.MappingNode, out: Node, path: str) -> None:
-        merged: dict[str, Node] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
-                for source in _merge_sources(value_node):
-                    src = self.build(source, path)
-                    if isinstance(src.value, dict):
-                        for k, v in src.value.items():
-                            merged.setdefault(k, v)
-                continue
-            key = self.build(key_node, path)
-            name = key.text if isinstance(key.value, str) else str(key.value)
-            if isinstance(key.value, (dict, list)):
-                name = f"<{key.kind_name()}>"
-            if name in out.value:
-                first = out.keys[name]
-                self.diagnostics.append(
-                    Diagnostic(
+    def _document(self, loader: Any) -> Node | None:
+        self.anchors.clear()  # anchors do not cross documents
+        root: Node | None = None
+        stack = self.stack
+        while True:
+            event = loader.get_event()
+            kind = type(event)
+            if kind in _NODE_EVENTS:
+                self.nodes += 1
+                if self.nodes > MAX_NODES:
+                    raise _at(
                         self.filename,
-                        key.line,
-                        key.col,
-                        "error",
-                        join(path, name),
-                        f"duplicate key {name!r} (first defined at line {first.line}); "
-                        "YAML keeps only the last one, so remove one of them",
+                        event.start_mark,
+                        f"more than {MAX_NODES:,} YAML nodes in one file; "
+                        "devreg stops reading here",
                     )
+            if kind is yaml.ScalarEvent:
+                node = self._scalar(event)
+                if event.anchor is not None:
+                    self._anchor(event, node, 1)
+                done: tuple[Node, int] = (node, 1)
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                if len(stack) >= MAX_DEPTH:
+                    raise _at(
+                        self.filename,
+                        event.start_mark,
+                        f"nested deeper than {MAX_DEPTH} levels; devreg stops reading here",
+                    )
+                mark = event.start_mark
+                is_map = kind is yaml.MappingStartEvent
+                keys: dict[str, Node] | None = {} if is_map else None
+                node = Node(
+                    {} if is_map else [],
+                    mark.line + 1,
+                    mark.column + 1,
+                    _MAP_TAG if is_map else _SEQ_TAG,
                 )
-            out.keys[name] = key
-            out.value[name] = self.build(value_node, join(path, name))
-        for k, v in merged.items():
-            out.value.setdefault(k, v)
+                if keys is not None:
+                    node.keys = keys
+                if event.anchor is not None:
+                    self._anchor(event, node, None)
+                stack.append(_Frame(node, keys, event.anchor))
+                continue
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                frame = stack.pop()
+                if frame.merged:
+                    for k, v in frame.merged.items():
+                        frame.node.value.setdefault(k, v)
+                if frame.anchor is not None:
+                    self.anchors[frame.anchor] = (frame.node, frame.size)
+                done = (frame.node, frame.size)
+            elif kind is yaml.AliasEvent:
+                done = self._alias(event)
+            elif kind is yaml.DocumentEndEvent:
+                return root
+            else:  # pragma: no cover - the parser sends nothing else inside a document
+                continue
+            if not stack:
+                root = done[0]
+            else:
+                self._attach(stack[-1], done[0], done[1])
 
+    def _anchor(self, event: Any, node: Node, size: int | None) -> None:
+        if event.anchor is None:
+            return
+        if event.anchor in self.anchors and self.anchors[event.anchor][1] is not None:
+            first = self.anchors[event.anchor][0]
+            raise _at(
+                self.filename,
+                event.start_mark,
+                f"invalid YAML: found duplicate anchor {event.anchor!r} "
+                f"(first defined at line {first.line}); rename one of them",
+            )
+        self.anchors[event.anchor] = (node, size)
 
-def _merge_sources(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return [node]
+    def _alias(self, event: Any) -> tuple[Node, int]:
+        found = self.anchors.get(event.anchor)
+        if found is None:
+            raise _at(
+                self.filename,
+                event.start_mark,
+                f"invalid YAML: found undefined alias {event.anchor!r}",
+            )
+        node, size = found
+        if size is None:
+            raise _at(
+                self.filename,
+                event.start_mark,
+                f"alias *{event.anchor} refers to the node that contains it (anchored at "
+                f"line {node.line}): a recursive alias cannot be expanded",
+            )
+        self.alias_nodes += size
+        if self.alias_nodes > MAX_ALIAS_NODES:
+            raise _at(
+                self.filename,
+                event.start_mark,
+                f"alias *{event.anchor} ({size:,} nodes) takes the document past "
+                f"{MAX_ALIAS_NODES:,} nodes reached through aliases; devreg stops "
+                "reading here (aliases that multiply like this are a 'billion laughs')",
+            )
+        return node, size
+
+    def _attach(self, frame: _Frame, node: Node, size: int) -> None:
+        frame.size += size
+        if frame.keys is None:
+            frame.node.value.append(node)
+            frame.index += 1
+            return
+        key = frame.key
+        if key is None:
+            frame.key = node
+            return
+        frame.key = None
+        if key.tag == _MERGE_TAG:
+            merged = frame.merged if frame.merged is not None else {}
+            frame.merged = merged
+            for source in node.value if isinstance(node.value, list) else [node]:
+                if isinstance(source.value, dict):
+                    for k, v in source.value.items():
+                        merged.setdefault(k, v)
+            return
+        if isinstance(key.value, (dict, list)):
+            name = f"<{key.kind_name()}>"
+        else:
+            name = key.text if isinstance(key.value, str) else str(key.value)
+        value: dict[str, Node] = frame.node.value
+        if name in value:
+            first = frame.keys[name]
+            self.diagnostics.append(
+                Diagnostic(
+                    self.filename,
+                    key.line,
+                    key.col,
+                    "error",
+                    join(self._path(), name),
+                    f"duplicate key {name!r} (first defined at line {first.line}); "
+                    "YAML keeps only the last one, so remove one of them",
+                )
+            )
+        frame.keys[name] = key
+        value[name] = node
+
+    def _path(self, *, here: bool = False) -> str:
+        """The YAML path of the innermost open collection (for a diagnostic), or
+        with ``here`` of the node about to be attached to it."""
+        path = ""
+        frames = self.stack if here else self.stack[:-1]
+        for parent in frames:
+            if parent.keys is None:
+                path = f"{path}[{parent.index}]"
+            elif parent.key is not None:
+                key = parent.key
+                path = join(path, key.text if isinstance(key.value, str) else str(key.value))
+        return path
+
+    def _scalar(self, event: Any) -> Node:
+        text: str = event.value
+        mark = event.start_mark
+        tag = event.tag
+        explicit = tag is not None and tag != "!"
+        if not explicit:
+            if not event.implicit[0]:
+                return Node(text, mark.line + 1, mark.column + 1, _STR_TAG, text)
+            if len(text) < 19 and _DECIMAL.fullmatch(text):  # the common int, quickly
+                return Node(int(text), mark.line + 1, mark.column + 1, _INT_TAG, text)
+            tag = _resolve_plain(text)
+        if tag == _STR_TAG:
+            return Node(text, mark.line + 1, mark.column + 1, _STR_TAG, text)
+        if tag not in _SCALAR_TAGS:
+            if explicit and tag in _COLLECTION_TAGS:
+                self._unreadable_scalar(event, text, tag, explicit)
+                return Node(text, mark.line + 1, mark.column + 1, _STR_TAG, text)
+            # a local tag (``!Ref``) or the merge key: keep the text
+            return Node(text, mark.line + 1, mark.column + 1, tag, text)
+        try:
+            if not text.isascii() and tag != _NULL_TAG:
+                raise ValueError("non-ASCII")  # int('٣') is 3: YAML means ASCII digits
+            node = yaml.ScalarNode(tag, text, mark, event.end_mark, event.style)
+            value = _constructor.yaml_constructors[tag](_constructor, node)
+        except _CONSTRUCT_ERRORS:
+            self._unreadable_scalar(event, text, tag, explicit)
+            return Node(text, mark.line + 1, mark.column + 1, _STR_TAG, text)
+        return Node(value, mark.line + 1, mark.column + 1, tag, text)
+
+    def _unreadable_scalar(self, event: Any, text: str, tag: str, explicit: bool) -> None:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        mark = event.start_mark
+        if explicit:
+            message = (
+                f"{shown!r} cannot be read as {_short_tag(tag)}; fix the value or remove the tag"
+            )
+            severity: Severity = "error"
+        elif tag == _TIMESTAMP_TAG:
+            message = (
+                f"{shown!r} looks like a YAML timestamp but is not a valid date; it is read "
+                "as a string (quote it to say so)"
+            )
+            severity = "warning"
+        else:
+            message = (
+                f"{shown!r} looks like a YAML {_short_tag(tag)[2:]} but cannot be read as "
+                "one; it is read as a string (quote it to say so)"
+            )
+            severity = "warning"
+        self.diagnostics.append(
+            Diagnostic(
+                self.filename,
+                mark.line + 1,
+                mark.column + 1,
+                severity,
+                self._path(here=True),
+                message,
+            )
+        )
 
 
 def is_yaml11_bool_word(node: Node) -> bool:
