@@ -9,13 +9,22 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from hookpkg.errors import ascii_note, shown
+
+# The grammar is ASCII (Go's regexp classes are): every pattern is compiled
+# re.ASCII and matched whole (fullmatch), so neither a Unicode digit nor a
+# final newline gets through.
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
-_COMPONENT = re.compile(rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*\Z")
+_COMPONENT = re.compile(rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*", re.ASCII)
 _DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = re.compile(rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?\Z")
-_TAG = re.compile(r"[\w][\w.-]{0,127}\Z")
-_DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}\Z")
+_DOMAIN = re.compile(
+    rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?", re.ASCII
+)
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_DIGEST = re.compile(
+    r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}", re.ASCII
+)
 NAME_MAX = 255
 
 
@@ -55,36 +64,41 @@ def parse_reference(text: str) -> Reference:
     if not text:
         raise InvalidReference("the image reference is empty")
     if text != text.strip():
-        raise InvalidReference("the image reference has leading or trailing spaces")
+        raise InvalidReference(
+            "the image reference has leading or trailing whitespace (a space, tab or newline)"
+        )
     rest, _, digest = text.partition("@")
-    if "@" in text and not _DIGEST.match(digest):
-        raise InvalidReference(f"invalid digest {digest!r} (expected algorithm:hex, e.g. sha256:…)")
+    if "@" in text and not _DIGEST.fullmatch(digest):
+        raise InvalidReference(
+            f"invalid digest {shown(digest)} (expected algorithm:hex, e.g. sha256:…)"
+            + ascii_note(digest)
+        )
     name, tag = rest, None
     last_slash = rest.rfind("/")
     colon = rest.rfind(":")
     if colon > last_slash:
         name, tag = rest[:colon], rest[colon + 1 :]
-        if not _TAG.match(tag):
+        if not _TAG.fullmatch(tag):
             raise InvalidReference(
-                f"invalid tag {tag!r} (letters, digits, '_', '.', '-', at most 128, "
-                "not starting with '.' or '-')"
+                f"invalid tag {shown(tag)} (ASCII letters, digits, '_', '.', '-', at most 128, "
+                "not starting with '.' or '-')" + ascii_note(tag)
             )
     domain, path = split_domain(name)
-    if domain is not None and not _DOMAIN.match(domain):
-        raise InvalidReference(f"invalid registry host {domain!r}")
+    if domain is not None and not _DOMAIN.fullmatch(domain):
+        raise InvalidReference(f"invalid registry host {shown(domain)}{ascii_note(domain)}")
     if not path:
         raise InvalidReference("the repository path is empty")
     for component in path.split("/"):
         if not component:
             raise InvalidReference(
-                f"empty path component in {name!r} (look for '//' or a '/' at an end)"
+                f"empty path component in {shown(name)} (look for '//' or a '/' at an end)"
             )
-        if not _COMPONENT.match(component):
-            if component.lower() != component and _COMPONENT.match(component.lower()):
-                raise InvalidReference(f"repository name must be lowercase: {component!r}")
+        if not _COMPONENT.fullmatch(component):
+            if component.lower() != component and _COMPONENT.fullmatch(component.lower()):
+                raise InvalidReference(f"repository name must be lowercase: {shown(component)}")
             raise InvalidReference(
-                f"invalid path component {component!r} (lowercase letters, digits and "
-                "single '.', '_', '__' or '-' separators between them)"
+                f"invalid path component {shown(component)} (lowercase ASCII letters, digits "
+                "and single '.', '_', '__' or '-' separators between them)" + ascii_note(component)
             )
     if len(name) > NAME_MAX:
         raise InvalidReference(f"repository name is longer than {NAME_MAX} characters")

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from importlib import resources
 from typing import Any, NamedTuple
 
+from hookpkg.errors import ascii_note, shown
 from hookpkg.yamlpos import Node, join
 
 SCHEMA_RESOURCE = "schemas/local-registry.schema.json"
@@ -41,7 +42,29 @@ def local_registry_schema() -> dict[str, Any]:
 
 @functools.cache
 def _pattern(p: str) -> re.Pattern[str]:
-    return re.compile(p)
+    r"""A JSON Schema ``pattern`` (ECMA-262) as Python means it.
+
+    Two differences matter here: ECMA's ``$`` (without the ``m`` flag) matches
+    only at the very end, Python's also before a final newline, so
+    ``"registry\n"`` would pass ``^[a-z0-9]…$``; and the schema's classes are
+    ASCII, while Python's ``\d``/``\w`` take any Unicode digit or letter. So
+    ``$`` outside a class becomes ``\Z`` and the pattern is compiled ASCII-only."""
+    out: list[str] = []
+    in_class = escaped = False
+    for ch in p:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "$":
+            out.append(r"\Z")
+            continue
+        out.append(ch)
+    return re.compile("".join(out), re.ASCII)
 
 
 def _type_ok(value: Any, type_name: str) -> bool:
@@ -84,12 +107,19 @@ class Validator:
         types = schema.get("type", [])
         return " or ".join([types] if isinstance(types, str) else types) or "something else"
 
-    def errors(self, node: Node, schema: dict[str, Any], path: str) -> Iterator[SchemaError]:
+    def errors(
+        self, node: Node, schema: dict[str, Any], path: str, expected: str | None = None
+    ) -> Iterator[SchemaError]:
+        """``expected`` is what the enclosing ``anyOf`` says it wants: a branch
+        without an ``x-expected`` of its own speaks with it (so a port out of
+        range says which range)."""
         schema = self.resolve(schema)
+        if "x-expected" in schema or expected is None:
+            expected = self.expected(schema)
         value = node.value
         if "anyOf" in schema:
             branches = [self.resolve(b) for b in schema["anyOf"]]
-            results = [list(self.errors(node, b, path)) for b in branches]
+            results = [list(self.errors(node, b, path, expected)) for b in branches]
             if any(not r for r in results):
                 return
             # Report the failure of the branch whose type fits (70000 for a
@@ -102,17 +132,13 @@ class Validator:
             if len(fitting) == 1:
                 yield from fitting[0]
             else:
-                yield SchemaError(
-                    node, path, f"expected {self.expected(schema)}, got {node.kind_name()}"
-                )
+                yield SchemaError(node, path, f"expected {expected}, got {node.kind_name()}")
             return
         types = schema.get("type")
         if types is not None:
             names = [types] if isinstance(types, str) else types
             if not any(_type_ok(value, t) for t in names):
-                yield SchemaError(
-                    node, path, f"expected {self.expected(schema)}, got {node.kind_name()}"
-                )
+                yield SchemaError(node, path, f"expected {expected}, got {node.kind_name()}")
                 return
         if isinstance(value, dict):
             yield from self._object(node, schema, path)
@@ -120,22 +146,20 @@ class Validator:
         if number and (
             value < schema.get("minimum", value) or value > schema.get("maximum", value)
         ):
-            yield SchemaError(
-                node, path, f"{value} is out of range: expected {self.expected(schema)}"
-            )
+            yield SchemaError(node, path, f"{value} is out of range: expected {expected}")
         if isinstance(value, str):
             if "minLength" in schema and len(value) < schema["minLength"]:
-                yield SchemaError(
-                    node, path, f"expected {self.expected(schema)}, got an empty string"
-                )
+                yield SchemaError(node, path, f"expected {expected}, got an empty string")
             elif "maxLength" in schema and len(value) > schema["maxLength"]:
                 yield SchemaError(
                     node,
                     path,
-                    f"{value!r} has {len(value)} characters: expected {self.expected(schema)}",
+                    f"{shown(value)} has {len(value):,} characters: expected {expected}",
                 )
             elif "pattern" in schema and not _pattern(schema["pattern"]).search(value):
-                yield SchemaError(node, path, f"{value!r} is not {self.expected(schema)}")
+                yield SchemaError(
+                    node, path, f"{shown(value)} is not {expected}{ascii_note(value)}"
+                )
 
     def _types_fit(self, value: Any, schema: dict[str, Any]) -> bool:
         types = schema.get("type")

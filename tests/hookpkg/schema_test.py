@@ -3,10 +3,12 @@ by hookpkg.schema exactly as the jsonschema library reads it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
 import pytest
+import regress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,7 +44,25 @@ scalars = st.one_of(
     st.integers(-10, 70000),
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from(
-        ["", "5Gi", "1.5Mi", "5GB", "reg", "My_Reg", "${X}", "$(cmd)", "registry:2", "a" * 70, "-x"]
+        [
+            "",
+            "5Gi",
+            "1.5Mi",
+            "5GB",
+            "reg",
+            "My_Reg",
+            "${X}",
+            "$(cmd)",
+            "registry:2",
+            "a" * 70,
+            "-x",
+            "reg\n",
+            "5Gi\n",
+            "\u0665Gi",
+            "reg\u0661",
+            "${X}\n",
+            "$(" + "x" * 5000 + ")",
+        ]
     ),
     st.text(max_size=8),
 )
@@ -71,12 +91,46 @@ documents = st.one_of(
 )
 
 
+def ecma_pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """``pattern`` as JSON Schema means it (ECMA-262, as check-jsonschema reads it
+    with regress); jsonschema's own uses Python's ``re``, where ``$`` also
+    matches before a final newline and ``\\d`` any Unicode digit."""
+    if isinstance(instance, str) and regress.Regex(pattern).find(instance) is None:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+EcmaValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"pattern": ecma_pattern}
+)
+
+
 @settings(max_examples=400, deadline=None)
 @given(documents)
 def test_interpreter_agrees_with_jsonschema(doc: Any) -> None:
-    schema = local_registry_schema()
-    reference = jsonschema.Draft202012Validator(schema)
+    reference = EcmaValidator(local_registry_schema())
     assert (not validate_local_registry(as_node(doc))) == reference.is_valid(doc)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "registry\n",
+        "reg\n",
+        "5Gi\n",
+        "\u0665Gi",
+        "reg\u0661",
+        "r\u0435g",
+        "reg ",
+        "\nreg",
+        "1\u0660Mi",
+    ],
+)
+def test_patterns_are_anchored_and_ascii(value: str) -> None:
+    for doc in ({"name": value}, {"namespace": value}, {"persistence": {"size": value}}):
+        assert validate_local_registry(as_node(doc)) != []
+        assert not EcmaValidator(local_registry_schema()).is_valid(doc)
 
 
 @pytest.mark.parametrize(
