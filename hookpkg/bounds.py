@@ -157,6 +157,8 @@ def read_regular(
         raise Unreadable("no such file (a parent is not a directory)") from None
     except OSError as e:
         raise Unreadable(f"cannot read: {e.strerror}") from None
+    except ValueError:  # a NUL in the name
+        raise Unreadable("the path holds a NUL character") from None
     kind = _file_type(st.st_mode)
     if kind is not None:
         raise Unreadable(f"is {kind}, not a regular file")

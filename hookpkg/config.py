@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from hookpkg import yamlpos
+from hookpkg.bounds import MAX_IMPORTS, Limits, ReadBudget, Unreadable
 from hookpkg.errors import Diagnostic, FatalError
 from hookpkg.vars import Vars, has_expression
 from hookpkg.yamlpos import Node
@@ -29,7 +30,7 @@ DEFAULT_SIZE = "5Gi"
 
 Builder = Literal["docker", "buildkit", "buildkit-incluster", "kaniko", "custom"]
 ELIGIBLE_BUILDERS: frozenset[str] = frozenset({"docker", "buildkit"})
-_OLD_VERSION = re.compile(r"^v1(alpha|beta)\d+$")
+_OLD_VERSION = re.compile(r"v1(alpha|beta)[0-9]+", re.ASCII)  # fullmatch
 
 
 @dataclass(frozen=True)
@@ -109,25 +110,22 @@ class Loaded:
     vars: Vars = field(default_factory=lambda: Vars(None, {}))
     diagnostics: list[Diagnostic] = field(default_factory=list)
     old_version: str | None = None
+    # What is left to read for this config (the manifests the preview reads too).
+    budget: ReadBudget = field(default_factory=lambda: ReadBudget(Limits()))
 
     @property
     def ok(self) -> bool:
         return not any(d.severity == "error" for d in self.diagnostics)
 
 
-def read_text(path: Path, display: str) -> str:
+def read_text(path: Path, display: str, budget: ReadBudget | None = None) -> str:
+    """A config file's text; raises :class:`FatalError` (exit 2) when it is missing,
+    not a regular file, too large or not UTF-8."""
+    budget = budget if budget is not None else ReadBudget(Limits())
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FatalError(f"{display}: no such file", exit_code=2) from None
-    except IsADirectoryError:
-        raise FatalError(f"{display}: is a directory, not a config file", exit_code=2) from None
-    except UnicodeDecodeError as e:
-        raise FatalError(
-            f"{display}: not UTF-8 text ({e.reason} at byte {e.start})", exit_code=2
-        ) from None
-    except OSError as e:
-        raise FatalError(f"{display}: cannot read: {e.strerror}", exit_code=2) from None
+        return budget.read(path, what="the file")
+    except Unreadable as e:
+        raise FatalError(f"{display}: {e}", exit_code=2) from None
 
 
 def _parse(text: str, path: Path, display: str, out: Loaded) -> Source | None:
@@ -157,20 +155,28 @@ def load(path: Path, *, display: str | None = None, env: Mapping[str, str] | Non
     """Read and parse the config and its local imports (raises only for exit 2)."""
     display = display if display is not None else str(path)
     env = os.environ if env is None else env
-    out = Loaded(main=None)
-    main = _parse(read_text(path, display), path, display, out)
+    try:
+        limits = Limits.from_env(env)
+    except ValueError as e:
+        raise FatalError(str(e), exit_code=2) from None
+    out = Loaded(main=None, budget=ReadBudget(limits))
+    main = _parse(read_text(path, display, out.budget), path, display, out)
     if main is None:
         return out
     out.main = main
     version = main.root.get("version")
-    if version is not None and isinstance(version.value, str) and _OLD_VERSION.match(version.value):
+    if (
+        version is not None
+        and isinstance(version.value, str)
+        and _OLD_VERSION.fullmatch(version.value)
+    ):
         out.old_version = version.value
         return out
     out.sources.append(main)
     _collect(main, out)
-    _follow_imports(main, out, seen={path.resolve()})
-    vars_nodes = [s.root.get("vars") for s in reversed(out.sources)]
-    out.vars = _merged_vars([n for n in vars_nodes if n is not None], env)
+    _follow_imports(main, out)
+    vars_nodes = [(s.display, s.root.get("vars")) for s in reversed(out.sources)]
+    out.vars = _merged_vars([(f, n) for f, n in vars_nodes if n is not None], env)
     return out
 
 
@@ -192,7 +198,8 @@ def _repo_root(start: Path) -> Path | None:
     return None
 
 
-def _follow_imports(source: Source, out: Loaded, seen: set[Path]) -> None:
+def _imports_of(source: Source, out: Loaded) -> Iterator[tuple[str, Node, str]]:
+    """``(yaml path, path node, path)`` of each local import a file names."""
     imports = source.root.get("imports")
     if imports is None or imports.value is None:
         return
@@ -207,8 +214,6 @@ def _follow_imports(source: Source, out: Loaded, seen: set[Path]) -> None:
             )
         )
         return
-    base = source.path.parent
-    repo = _repo_root(base.resolve())
     for i, item in enumerate(imports.value):
         where = f"imports[{i}]"
         path_node = (
@@ -227,57 +232,81 @@ def _follow_imports(source: Source, out: Loaded, seen: set[Path]) -> None:
                 )
             continue
         raw = path_node.value
-        if not isinstance(raw, str) or has_expression(raw):
+        if isinstance(raw, str) and not has_expression(raw):
+            yield where, path_node, raw
+
+
+def _follow_imports(main: Source, out: Loaded) -> None:
+    """Depth first, as DevSpace merges them (an import's imports before the next
+    import), with an explicit stack: a chain of any length costs no recursion,
+    and at most :data:`~hookpkg.bounds.MAX_IMPORTS` files are read."""
+    seen = {main.path.resolve()}
+    stack = [(main, _imports_of(main, out))]
+    count = 0
+    while stack:
+        source, pending = stack[-1]
+        entry = next(pending, None)
+        if entry is None:
+            stack.pop()
             continue
-        target = (base / raw).resolve()
+        where, path_node, raw = entry
+
+        def warn(
+            message: str, src: Source = source, node: Node = path_node, at: str = where
+        ) -> None:
+            out.diagnostics.append(
+                Diagnostic.at(src.display, node, "warning", f"{at}.path", message)
+            )
+
+        base = source.path.parent
+        try:
+            target = (base / raw).resolve()
+            repo = _repo_root(base.resolve())
+        except (OSError, RuntimeError, ValueError) as e:  # a symlink loop, a NUL
+            warn(f"import {raw!r} cannot be read ({e}); not checked")
+            continue
         display = os.path.normpath(os.path.join(os.path.dirname(source.display), raw))
         if repo is not None and not target.is_relative_to(repo):
-            out.diagnostics.append(
-                Diagnostic.at(
-                    source.display,
-                    path_node,
-                    "warning",
-                    f"{where}.path",
-                    f"import {raw!r} is outside the repository; not checked",
-                )
-            )
+            warn(f"import {raw!r} is outside the repository; not checked")
             continue
         if target in seen:
             continue
-        seen.add(target)
-        try:
-            text = read_text(target, display)
-        except FatalError as e:
-            out.diagnostics.append(
-                Diagnostic.at(
-                    source.display,
-                    path_node,
-                    "warning",
-                    f"{where}.path",
-                    f"import cannot be read ({e}); not checked",
-                )
+        if count >= MAX_IMPORTS:
+            warn(
+                f"more than {MAX_IMPORTS} imported files; this import and the ones after it "
+                "are not checked"
             )
+            return
+        seen.add(target)
+        count += 1
+        try:
+            text = read_text(target, display, out.budget)
+        except FatalError as e:
+            warn(f"import cannot be read ({e}); not checked")
             continue
         imported = _parse(text, target, display, out)
         if imported is None:
             continue
         out.sources.append(imported)
         _collect(imported, out)
-        _follow_imports(imported, out, seen)
+        stack.append((imported, _imports_of(imported, out)))
 
 
-def _merged_vars(nodes: list[Node], env: Mapping[str, str]) -> Vars:
+def _merged_vars(nodes: list[tuple[str, Node]], env: Mapping[str, str]) -> Vars:
     """Imports first, so the importing file's definitions win."""
     merged = Node({}, 1, 1, "tag:yaml.org,2002:map")
-    for node in nodes:
+    files: dict[str, str] = {}
+    for display, node in nodes:
         if node.is_map:
             merged.value.update(node.value)
+            files.update(dict.fromkeys(node.value, display))
         elif node.is_seq:
             for item in node.value:
                 name = item.get("name")
                 if name is not None and isinstance(name.value, str):
                     merged.value[name.value] = item
-    return Vars(merged, env)
+                    files[name.value] = display
+    return Vars(merged, env, files=files)
 
 
 # --- the typed model -------------------------------------------------------

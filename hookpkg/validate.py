@@ -35,7 +35,7 @@ def _diag(src: Source, node: Node, severity: Severity, path: str, message: str) 
 
 
 def validate(loaded: Loaded) -> list[Diagnostic]:
-    out: list[Diagnostic] = []
+    out: list[Diagnostic] = list(_vars(loaded))
     for src in loaded.sources:
         out.extend(_misplaced(src))
         out.extend(_profiles(src, loaded))
@@ -49,6 +49,19 @@ def validate(loaded: Loaded) -> list[Diagnostic]:
             enabled = value if complete and isinstance(value, bool) else None
     out.extend(_images(loaded, enabled))
     return out
+
+
+def _vars(loaded: Loaded) -> Iterator[Diagnostic]:
+    """Variables that cannot be expanded: a cycle, or a value past the bounds."""
+    for name, message in loaded.vars.problems():
+        node = loaded.vars.nodes[name]
+        yield Diagnostic.at(
+            loaded.vars.files.get(name, loaded.main.display if loaded.main else ""),
+            node,
+            "error",
+            join("vars", name),
+            message,
+        )
 
 
 def _local_registry(src: Source, node: Node, loaded: Loaded, path: str) -> Iterator[Diagnostic]:
@@ -98,6 +111,16 @@ def _resolved_values(src: Source, node: Node, loaded: Loaded, path: str) -> Iter
         fields += [(("persistence", k), child) for k, child in p.value.items()]
     for keys, child in fields:
         if not (isinstance(child.value, str) and has_expression(child.value)):
+            continue
+        error = loaded.vars.resolve(child.value).error
+        if error is not None:
+            yield _diag(
+                src,
+                child,
+                "error",
+                join(path, ".".join(keys)),
+                f"{child.value!r} cannot be resolved: {error}",
+            )
             continue
         value, complete = resolved_field(child, loaded)
         if not complete:
@@ -206,6 +229,12 @@ def _images(loaded: Loaded, enabled: bool | None) -> Iterator[Diagnostic]:
                 f"expected an image reference, got {image.kind_name()}",
             )
             continue
+        error = loaded.vars.resolve(image.value).error
+        if error is not None:
+            yield _diag(
+                src, image, "error", f"{path}.image", f"{image.value!r} cannot be resolved: {error}"
+            )
+            continue
         value, complete = resolved_field(image, loaded)
         if not complete or not isinstance(value, str):
             continue
@@ -262,9 +291,12 @@ def _misplaced(src: Source) -> Iterator[Diagnostic]:
     """``localRegistry`` only means something at the top level (DevSpace's
     own "invalid" fixture nests it under ``images.app``)."""
 
+    seen: set[int] = set()  # a node reached through aliases is one place in the file
+
     def walk(node: Node, path: str, depth: int) -> Iterator[Diagnostic]:
-        if not node.is_map or depth > 8:
+        if not node.is_map or depth > 8 or id(node) in seen:
             return
+        seen.add(id(node))
         for key, child in node.value.items():
             if key == "localRegistry" and depth > 0:
                 yield _diag(

@@ -2,28 +2,51 @@
 
 The hook never runs commands: ``$(cmd)`` expressions and variables whose value
 comes from a command or a question stay unresolved, and the preview says so.
+
+Variables may refer to variables. Each one is expanded once (memoized, without
+recursion), so ``A: ${B}${B}``, ``B: ${C}${C}`` … costs one pass per variable;
+an expansion longer than :data:`~hookpkg.bounds.MAX_VAR_LENGTH` or all of them
+together past :data:`~hookpkg.bounds.MAX_VAR_TOTAL` is an error, and so is a
+cycle (``A: ${A}``, ``A: ${B}`` + ``B: ${A}``), named in the message — never a
+silent fallback to a default.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
+from hookpkg.bounds import MAX_VAR_LENGTH, MAX_VAR_TOTAL
 from hookpkg.yamlpos import Node
 
-VAR_RE = re.compile(r"\$!?\{([A-Za-z0-9_.\-]+)(?::-([^}]*))?\}")
-COMMAND_RE = re.compile(r"\$\((.+?)\)")
-_MAX_DEPTH = 10
+# An inline default (``${X:-d}``) holds no braces: with them the pattern would
+# rescan the rest of the line from every ``${`` (quadratic on hostile input).
+VAR_RE = re.compile(r"\$!?\{([A-Za-z0-9_.\-]+)(?::-([^{}]*))?\}", re.ASCII)
 
 
 class Resolved(NamedTuple):
     value: str
     complete: bool  # False when an expression is left in ``value``
+    error: str | None = None  # a cycle or an expansion past a bound (then not complete)
+
+
+def has_command(text: str) -> bool:
+    """``$(…)`` on one line (what ``\\$\\((.+?)\\)`` finds), in one linear scan."""
+    start = text.find("$(")
+    while start >= 0:
+        eol = text.find("\n", start)
+        end = len(text) if eol < 0 else eol
+        if text.find(")", start + 3, end) >= 0:
+            return True
+        if eol < 0:
+            return False
+        start = text.find("$(", eol)
+    return False
 
 
 def has_expression(text: str) -> bool:
-    return bool(VAR_RE.search(text) or COMMAND_RE.search(text))
+    return bool(VAR_RE.search(text)) or has_command(text)
 
 
 def _scalar_text(value: Any) -> str:
@@ -36,11 +59,25 @@ class Vars:
     """Static variables of one config; the environment takes part as DevSpace's
     ``source: all`` says (plain and ``value:`` variables are fixed)."""
 
-    def __init__(self, vars_node: Node | None, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        vars_node: Node | None,
+        env: Mapping[str, str],
+        *,
+        files: Mapping[str, str] | None = None,
+    ) -> None:
         self.env = env
         self.fixed: dict[str, str] = {}
         self.defaults: dict[str, str] = {}
         self.dynamic: set[str] = set()  # command/question variables
+        self.nodes: dict[str, Node] = {}  # where each variable is defined
+        self.files: Mapping[str, str] = files or {}  # and in which file (display name)
+        # Expanded values, the cycles found, the variables whose own value
+        # passes a bound, and the characters expanded so far (all of them).
+        self._memo: dict[str, Resolved] = {}
+        self.cycles: list[tuple[str, ...]] = []
+        self.too_long: dict[str, str] = {}
+        self._spent = 0
         if vars_node is not None:
             self._read(vars_node)
 
@@ -54,6 +91,7 @@ class Vars:
                 if name is not None and isinstance(name.value, str):
                     entries.append((name.value, item))
         for name, spec in entries:
+            self.nodes[name] = spec
             if spec.is_scalar and spec.value is not None:
                 self.fixed[name] = _scalar_text(spec.value)
             elif spec.is_map:
@@ -70,6 +108,7 @@ class Vars:
                         self.dynamic.add(name)
 
     def lookup(self, name: str) -> str | None:
+        """The raw (unexpanded) value of a variable, or None when it has none here."""
         if name in self.fixed:
             return self.fixed[name]
         if name in self.dynamic:
@@ -78,22 +117,116 @@ class Vars:
             return self.env[name]
         return self.defaults.get(name)
 
-    def resolve(self, text: str, depth: int = 0) -> Resolved:
-        complete = not COMMAND_RE.search(text)
+    def resolve(self, text: str) -> Resolved:
+        """``text`` with every ``${VAR}`` it can expand expanded."""
+        for name in dict.fromkeys(m.group(1) for m in VAR_RE.finditer(text)):
+            self.value_of(name)
+        return self._substitute(text)
 
-        def sub(m: re.Match[str]) -> str:
-            nonlocal complete
-            found = self.lookup(m.group(1))
-            if found is None and m.group(2) is not None:
-                found = m.group(2)
-            if found is None:
+    def value_of(self, name: str) -> Resolved | None:
+        """The expanded value of a variable (None when it has none here).
+
+        Depth-first over the variables it refers to, with an explicit stack:
+        a chain of any length costs no recursion, and meeting a variable that
+        is still being expanded is a cycle."""
+        if name in self._memo:
+            return self._memo[name]
+        raw = self.lookup(name)
+        if raw is None:
+            return None
+        path: list[str] = [name]
+        pending: list[Iterator[str]] = [self._refs(raw)]
+        while path:
+            dep = next(pending[-1], None)
+            if dep is not None:
+                if dep in self._memo or self.lookup(dep) is None:
+                    continue
+                if dep in path:
+                    cycle = (*path[path.index(dep) :], dep)
+                    self.cycles.append(cycle)
+                    message = "variable cycle " + " -> ".join(cycle)
+                    for n in path:
+                        self._memo[n] = Resolved(self.lookup(n) or "", False, message)
+                    break
+                path.append(dep)
+                pending.append(self._refs(self.lookup(dep) or ""))
+                continue
+            n = path.pop()
+            pending.pop()
+            value = self._substitute(self.lookup(n) or "")
+            if value.error is not None and n not in self.too_long and self._own_error(n):
+                self.too_long[n] = value.error
+            self._memo[n] = value
+        return self._memo[name]
+
+    def _own_error(self, name: str) -> bool:
+        """Whether ``name``'s error starts with it (none of its references has one)."""
+        return not any(
+            (r := self._memo.get(m.group(1))) is not None and r.error is not None
+            for m in VAR_RE.finditer(self.lookup(name) or "")
+        )
+
+    @staticmethod
+    def _refs(text: str) -> Iterator[str]:
+        return (m.group(1) for m in VAR_RE.finditer(text))
+
+    def _substitute(self, text: str) -> Resolved:
+        """One pass over ``text``; every variable it names is already expanded."""
+        complete = not has_command(text)
+        parts: list[str] = []
+        length = 0
+        pos = 0
+        for m in VAR_RE.finditer(text):
+            found = self._memo.get(m.group(1))
+            if found is None and self.lookup(m.group(1)) is not None:
+                found = self.value_of(m.group(1))  # a name first met here
+            if found is not None and found.error is not None:
+                return Resolved(text, False, found.error)
+            if found is not None:
+                piece = found.value
+                complete = complete and found.complete
+            elif m.group(2) is not None:
+                piece = m.group(2)
+            else:
+                piece = m.group(0)
                 complete = False
-                return m.group(0)
-            if depth < _MAX_DEPTH and VAR_RE.search(found):
-                inner = self.resolve(found, depth + 1)
-                complete = complete and inner.complete
-                return inner.value
-            return found
+            parts += (text[pos : m.start()], piece)
+            length += m.start() - pos + len(piece)
+            pos = m.end()
+            if length > MAX_VAR_LENGTH:
+                return Resolved(
+                    text, False, f"expands past {MAX_VAR_LENGTH:,} characters (the limit)"
+                )
+        if not parts:
+            return Resolved(text, complete)
+        parts.append(text[pos:])
+        length += len(text) - pos
+        if length > MAX_VAR_LENGTH:
+            return Resolved(text, False, f"expands past {MAX_VAR_LENGTH:,} characters (the limit)")
+        self._spent += length
+        if self._spent > MAX_VAR_TOTAL:
+            return Resolved(
+                text,
+                False,
+                f"variable expansions pass {MAX_VAR_TOTAL:,} characters in all (the limit)",
+            )
+        return Resolved("".join(parts), complete)
 
-        value = VAR_RE.sub(sub, text)
-        return Resolved(value, complete)
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """``(name, message)`` for every variable defined here that cannot be
+        expanded: each cycle once (at its first variable), and each value that
+        passes a bound where it starts."""
+        for name in self.nodes:
+            self.value_of(name)
+        reported: set[frozenset[str]] = set()
+        for cycle in self.cycles:
+            members = frozenset(cycle)
+            if members not in reported and cycle[0] in self.nodes:
+                reported.add(members)
+                yield (
+                    cycle[0],
+                    "variable cycle " + " -> ".join(cycle) + "; a variable cannot refer to itself",
+                )
+        for name, message in self.too_long.items():
+            if name in self.nodes:
+                yield name, f"${{{name}}} {message}"

@@ -70,7 +70,7 @@ ERRORS = [
     pytest.param(
         "localRegistry:\n  port: 70000\n",
         (2, 9, "localRegistry.port"),
-        "70000 is out of range",
+        "70000 is out of range: expected an integer port 1-65535",
         id="port-high",
     ),
     pytest.param(
@@ -240,6 +240,128 @@ ERRORS = [
     pytest.param(
         "images: [a]\n", (1, 9, "images"), "expected a mapping of images", id="images-list"
     ),
+    # ASCII grammar, matched to the true end of the value (issue 15): a final
+    # newline, a Unicode digit or a look-alike letter never passes.
+    pytest.param(
+        'localRegistry:\n  name: "registry\\n"\n',
+        (2, 9, "localRegistry.name"),
+        "'registry\\n' is not a DNS-1123 label",
+        id="name-trailing-newline",
+    ),
+    pytest.param(
+        'localRegistry:\n  namespace: "dev\\n"\n',
+        (2, 14, "localRegistry.namespace"),
+        "is not a DNS-1123 label",
+        id="namespace-trailing-newline",
+    ),
+    pytest.param(
+        "localRegistry:\n  namespace: 'dev '\n",
+        (2, 14, "localRegistry.namespace"),
+        "is not a DNS-1123 label",
+        id="namespace-trailing-space",
+    ),
+    pytest.param(
+        "localRegistry:\n  name: registry\u0661\n",
+        (2, 9, "localRegistry.name"),
+        "U+0661 (ARABIC-INDIC DIGIT ONE), not ASCII",
+        id="name-arabic-indic-digit",
+    ),
+    pytest.param(
+        "localRegistry:\n  name: reg\u0456stry\n",
+        (2, 9, "localRegistry.name"),
+        "CYRILLIC SMALL LETTER BYELORUSSIAN-UKRAINIAN I",
+        id="name-confusable",
+    ),
+    pytest.param(
+        "localRegistry:\n  name: \u0433\u0435\u0433\n",
+        (2, 9, "localRegistry.name"),
+        "not ASCII",
+        id="name-cyrillic",
+    ),
+    pytest.param(
+        'localRegistry:\n  persistence:\n    enabled: true\n    size: "5Gi\\n"\n',
+        (4, 11, "localRegistry.persistence.size"),
+        "'5Gi\\n' is not a Kubernetes quantity",
+        id="size-trailing-newline",
+    ),
+    pytest.param(
+        "localRegistry:\n  persistence:\n    enabled: true\n    size: \u0665Gi\n",
+        (4, 11, "localRegistry.persistence.size"),
+        "U+0665 (ARABIC-INDIC DIGIT FIVE)",
+        id="size-arabic-indic-digit",
+    ),
+    pytest.param(
+        "localRegistry:\n  persistence:\n    enabled: true\n    size: 5\uff27i\n",
+        (4, 11, "localRegistry.persistence.size"),
+        "FULLWIDTH LATIN CAPITAL LETTER G",
+        id="size-fullwidth-unit",
+    ),
+    pytest.param(
+        "localRegistry:\n  port: 5\u0660\u0660\u0660\n",
+        (2, 9, "localRegistry.port"),
+        "expected an integer port 1-65535",
+        id="port-arabic-indic-digits",
+    ),
+    pytest.param(
+        "vars:\n  P: \u0665\u0660\u0660\u0660\nlocalRegistry:\n  port: ${P}\n",
+        (4, 9, "localRegistry.port"),
+        "resolves to '\u0665\u0660\u0660\u0660'",
+        id="port-var-unicode-digits",
+    ),
+    pytest.param(
+        "localRegistry:\n  port: 65536\n",
+        (2, 9, "localRegistry.port"),
+        "65536 is out of range: expected an integer port 1-65535",
+        id="port-range-stated",
+    ),
+    pytest.param(
+        "vars:\n  P: '0'\nlocalRegistry:\n  port: ${P}\n",
+        (4, 9, "localRegistry.port"),
+        "0 is out of range: expected an integer port 1-65535",
+        id="port-range-stated-resolved",
+    ),
+    pytest.param(
+        "images:\n  app:\n    image: ghcr.io/a/b:v\u0661\n",
+        (3, 12, "images.app.image"),
+        "U+0661 (ARABIC-INDIC DIGIT ONE), not ASCII",
+        id="images-tag-arabic-indic-digit",
+    ),
+    pytest.param(
+        'images:\n  app:\n    image: "ghcr.io/a/b\\n"\n',
+        (3, 12, "images.app.image"),
+        "whitespace",
+        id="images-trailing-newline",
+    ),
+    pytest.param(
+        "localRegistry:\n  image: registry:2\u0660\n",
+        (2, 10, "localRegistry.image"),
+        "invalid tag",
+        id="image-tag-unicode-digit",
+    ),
+    # variables: a cycle is an error naming it, never a silent default
+    pytest.param(
+        "vars:\n  A: ${A}\n", (2, 6, "vars.A"), "variable cycle A -> A", id="var-self-cycle"
+    ),
+    pytest.param(
+        "vars:\n  A: x${B}\n  B:\n    value: ${C}\n  C: ${A}\n",
+        (2, 6, "vars.A"),
+        "variable cycle A -> B -> C -> A",
+        id="var-cycle",
+    ),
+    pytest.param(
+        "vars:\n- name: A\n  value: ${A}\n",
+        (2, 3, "vars.A"),
+        "variable cycle A -> A",
+        id="var-cycle-list-form",
+    ),
+    pytest.param(
+        "vars:\n"
+        + "".join(f"  V{i}: ${{V{i + 1}}}${{V{i + 1}}}\n" for i in range(30))
+        + "  V30: '0123456789'\n",
+        (19, 8, "vars.V17"),
+        "${V17} expands past 65,536 characters",
+        id="var-doubling",
+    ),
 ]
 
 
@@ -385,6 +507,62 @@ def test_old_version_is_a_note(tmp_path: Path) -> None:
     result = check_file(path, REMOTE, registry="x")
     assert result.status == "not-applicable"
     assert "predates v2beta1" in (result.message or "")
+
+
+@pytest.mark.parametrize(
+    ("text", "errors"),
+    [
+        pytest.param(
+            "vars:\n  A: ${A}\nlocalRegistry:\n  port: ${A}\n",
+            [(2, 6, "vars.A"), (4, 9, "localRegistry.port")],
+            id="port-self-cycle",
+        ),
+        pytest.param(
+            "vars:\n  A: ${B}\n  B: ${A}\nimages:\n  app:\n    image: ghcr.io/${A}/x\n",
+            [(2, 6, "vars.A"), (6, 12, "images.app.image")],
+            id="image-cycle",
+        ),
+        pytest.param(
+            "vars:\n  A: ${B}\n  B: ${B}\nlocalRegistry:\n  namespace: ${A}\n",
+            [(3, 6, "vars.B"), (5, 14, "localRegistry.namespace")],
+            id="cycle-behind-a-variable",
+        ),
+    ],
+)
+def test_a_variable_cycle_is_an_error_where_it_is_used(
+    tmp_path: Path, text: str, errors: list[tuple[int, int, str]]
+) -> None:
+    diags = run(tmp_path, text)
+    assert only(diags, "error") == errors, [d.format() for d in diags]
+    assert all("variable cycle" in d.message for d in diags if d.severity == "error")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        pytest.param(
+            "localRegistry:\n  port: !!int abc\n", "'abc' cannot be read as !!int", id="int"
+        ),
+        pytest.param(
+            "localRegistry:\n  port: !!int \u0665\u0660\u0660\u0660\n",
+            "cannot be read as !!int",
+            id="int-unicode-digits",
+        ),
+        pytest.param(
+            "localRegistry:\n  enabled: !!bool maybe\n",
+            "'maybe' cannot be read as !!bool",
+            id="bool",
+        ),
+        pytest.param(
+            "localRegistry:\n  port: !!float abc\n", "cannot be read as !!float", id="float"
+        ),
+    ],
+)
+def test_typed_scalars_that_do_not_parse(tmp_path: Path, text: str, words: str) -> None:
+    diags = run(tmp_path, text)
+    errors = [d for d in diags if d.severity == "error"]
+    assert errors and {(d.line, d.path) for d in errors} == {(2, errors[0].path)}
+    assert words in errors[0].message
 
 
 def test_environment_resolves_variables(tmp_path: Path) -> None:
