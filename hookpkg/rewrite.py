@@ -5,7 +5,6 @@ becomes. Files are only read; the result points at node positions.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -14,10 +13,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from hookpkg import yamlpos
+from hookpkg.bounds import MAX_MANIFEST_FILES, Unreadable
 from hookpkg.config import Config, Image, Loaded, Source, split_tag
 from hookpkg.delivery import Cluster, PathWord, delivery_path, uses_local_registry
-from hookpkg.errors import Diagnostic
+from hookpkg.errors import Diagnostic, shown
 from hookpkg.reference import InvalidReference, normalized, parse_reference, rewrite_repository
+from hookpkg.repoglob import confined_glob, inside, repository_root
 from hookpkg.variables import TAG_PLACEHOLDER, Delivered, all_variables, image_variables
 from hookpkg.vars import has_expression
 from hookpkg.yamlpos import Node, join
@@ -135,6 +136,8 @@ class _Engine:
     def __init__(self, loaded: Loaded, config: Config, previews: dict[str, ImagePreview]) -> None:
         self.loaded, self.config, self.previews = loaded, config, previews
         self.notes: list[Diagnostic] = []
+        self.manifest_files = 0
+        self.places: set[tuple[str, str, int, int]] = set()  # (key, file, line, col)
         self.index: dict[str, str] = {}
         for key, p in previews.items():
             if p.resolved:
@@ -151,6 +154,10 @@ class _Engine:
 
     def add(self, key: str, src: Source | str, node: Node, path: str, rewritten: str) -> None:
         file = src if isinstance(src, str) else src.display
+        place = (key, file, node.line, node.col)
+        if place in self.places:
+            return  # a node reached again through an alias: one place in the file
+        self.places.add(place)
         original = str(node.value)
         self.previews[key].locations.append(
             Location(file, node.line, node.col, path, original, rewritten)
@@ -262,27 +269,40 @@ class _Engine:
         pattern = entry.value
         if has_expression(pattern) or "://" in pattern:
             return
+
+        def note(message: str) -> None:
+            self.notes.append(Diagnostic.at(src.display, entry, "note", where, message))
+
         base = self.config.directory
-        matches = sorted(glob.glob(str(base / pattern), recursive=True))
+        root = repository_root(base)
+        try:
+            matches, problem = confined_glob(pattern, base, root)
+        except (OSError, ValueError) as e:  # a NUL in the pattern, a name too long
+            matches, problem = [], str(e)
+        if problem is not None and not matches:
+            note(f"manifest {shown(pattern)} not previewed: {problem}")
+            return
+        if problem is not None:
+            note(f"manifest {shown(pattern)}: {problem}; only the files found before are previewed")
         files: list[Path] = []
-        for m in matches:
-            p = Path(m)
+        for p in matches:
             if p.is_dir():
-                files += sorted(q for q in p.iterdir() if q.suffix in (".yaml", ".yml"))
+                try:
+                    files += sorted(
+                        q for q in p.iterdir() if q.suffix in (".yaml", ".yml") and inside(q, root)
+                    )
+                except OSError:
+                    continue
             elif p.suffix in (".yaml", ".yml"):
                 files.append(p)
         if not files:
-            self.notes.append(
-                Diagnostic.at(
-                    src.display,
-                    entry,
-                    "note",
-                    where,
-                    f"manifest {pattern!r} not found; its images are not previewed",
-                )
-            )
+            note(f"manifest {shown(pattern)} not found; its images are not previewed")
             return
         for path in files:
+            if self.manifest_files >= MAX_MANIFEST_FILES:
+                note(f"more than {MAX_MANIFEST_FILES} manifest files; the rest are not previewed")
+                return
+            self.manifest_files += 1
             self.manifest_file(path, src, entry, where)
 
     def manifest_file(self, path: Path, src: Source, entry: Node, where: str) -> None:
@@ -290,15 +310,17 @@ class _Engine:
         rel = os.path.relpath(path, self.config.directory)
         display = os.path.normpath(os.path.join(os.path.dirname(src.display), rel))
         try:
-            docs = yamlpos.load_all(path.read_text(encoding="utf-8"), display)
-        except (OSError, UnicodeDecodeError, yamlpos.YamlError) as e:
+            text = self.loaded.budget.read(path, what="the manifest")
+            docs = yamlpos.load_all(text, display)
+        except (Unreadable, yamlpos.YamlError) as e:
+            reason = e.diagnostic.format() if isinstance(e, yamlpos.YamlError) else str(e)
             self.notes.append(
                 Diagnostic.at(
                     src.display,
                     entry,
                     "note",
                     where,
-                    f"manifest {display!r} cannot be read ({e}); its images are not previewed",
+                    f"manifest {display!r} cannot be read ({reason}); its images are not previewed",
                 )
             )
             return

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -143,6 +145,69 @@ def test_manifest_files_are_read_not_written(tmp_path: Path) -> None:
 def test_missing_manifest_is_a_note(tmp_path: Path) -> None:
     p = preview(tmp_path, "deployments:\n  d:\n    kubectl:\n      manifests:\n      - nope.yaml\n")
     assert [(n.severity, n.line, n.col) for n in p.notes] == [("note", 10, 9)]
+
+
+MANIFESTS = "deployments:\n  d:\n    kubectl:\n      manifests:\n"
+
+
+def test_hostile_manifests_are_notes_and_never_block(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    (tmp_path / "dir.yaml").mkdir()
+    (tmp_path / "big.yaml").write_text("a: " + "x" * (2 << 20) + "\n")
+    (tmp_path / "bad.yaml").write_text("a: [\n")
+    entries = [
+        "fifo.yaml",
+        "zero.yaml",
+        "big.yaml",
+        "bad.yaml",
+        "/**",
+        "../../../../**/*.yaml",
+        "/dev/*",
+    ]
+    start = time.perf_counter()
+    p = preview(tmp_path, MANIFESTS + "".join(f"      - {e}\n" for e in entries))
+    assert time.perf_counter() - start < 10  # a bound: '/**' used to walk the filesystem
+    notes = [(n.line, n.message) for n in p.notes]
+    assert [line for line, _ in notes] == [10, 11, 12, 13, 14, 15, 16]
+    assert "is a FIFO (named pipe), not a regular file" in notes[0][1]
+    assert "outside the repository" in notes[1][1]  # the link points out of it
+    assert "larger than the 1 MiB limit" in notes[2][1]
+    assert "invalid YAML" in notes[3][1]
+    assert all("outside the repository" in m for _, m in notes[4:])
+
+
+def test_a_directory_entry_linking_out_is_not_read(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "k8s").mkdir()
+    (tmp_path / "k8s" / "zero.yaml").symlink_to("/dev/zero")
+    (tmp_path / "k8s" / "fifo.yml").symlink_to(tmp_path / "f")
+    os.mkfifo(tmp_path / "f")
+    (tmp_path / "k8s" / "pod.yaml").write_text("spec:\n  image: ghcr.io/org/app\n")
+    p = preview(tmp_path, MANIFESTS + "      - k8s\n")
+    assert locations(p)[1][:3] == (2, 10, "spec.image")
+    assert ["FIFO" in n.message for n in p.notes] == [True]
+
+
+def test_an_aliased_image_is_one_location(tmp_path: Path) -> None:
+    extra = (
+        "x-image: &img ghcr.io/org/app\n"
+        "deployments:\n  d:\n    helm:\n      values:\n"
+        "        a: &a [*img, *img, {image: *img}]\n"
+        "        b: [*a, *a, *a, *a]\n"
+    )
+    p = preview(tmp_path, extra)
+    assert locations(p) == [
+        IMAGE_LOC,
+        (
+            6,
+            10,
+            "deployments.d.helm.values.a[0]",
+            "ghcr.io/org/app",
+            "localhost:31234/org/app:<tag>",
+        ),
+    ]
 
 
 def test_tag_in_image_moves_to_tags(tmp_path: Path) -> None:
