@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from hookpkg import report as hook_report
-from hookpkg.report import FileResult
 from watcher.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER
 
 if TYPE_CHECKING:
+    from hookpkg.report import FileResult
     from watcher.build.pipeline import Outcome
     from watcher.cluster.registry import RegistryEndpoint
     from watcher.daemon.exec_cmd import ExecResult
@@ -32,7 +31,9 @@ class CheckResult:
 
     @property
     def exit_code(self) -> int:
-        return hook_report.exit_code(list(self.files))
+        from hookpkg.report import exit_code  # only check/preview pay for the hook's reporter
+
+        return exit_code(list(self.files))
 
 
 @dataclass(frozen=True)
