@@ -321,9 +321,12 @@ def test_the_watcher_survives_an_engine_restart(tmp_path: Path, testenv: Any) ->
             f.write("echo during-the-outage\n")
 
         def failed() -> dict[str, Any] | None:
-            status = json.loads(devreg("status", "--format", "json", cwd=project).stdout)
-            image: dict[str, Any] = status["watcher"]["images"]["app"]
-            return image if image["state"] == "failed" else None
+            done = devreg("status", "--format", "json", cwd=project, check=False)
+            image: dict[str, Any] = json.loads(done.stdout)["watcher"]["images"]["app"]
+            if image["state"] != "failed":
+                return None
+            assert done.returncode == 1  # status exits 1 while an image's last build failed
+            return image
 
         image = wait_for(failed, timeout=60, what="the build to fail while dockerd is down")
         assert image["last_error"], image
