@@ -18,7 +18,6 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO, assert_never
 
-from hookpkg import report as hook_report
 from hookpkg.color import RED, YELLOW, paint
 from watcher.cli.results import (
     BuildResult,
@@ -52,6 +51,8 @@ def write(
 def write_text(result: Result, out: TextIO, *, quiet: bool = False, color: bool = False) -> None:
     match result:
         case CheckResult():
+            from hookpkg import report as hook_report  # only check/preview load the hook's
+
             hook_report.write_text(list(result.files), out, show_preview=not quiet, color=color)
         case EnvResult():
             from watcher.daemon import dotenv
@@ -234,6 +235,8 @@ def stop_line(result: StopResult) -> str:
 def write_json(result: Result, out: TextIO) -> None:
     match result:
         case CheckResult():
+            from hookpkg import report as hook_report
+
             hook_report.write_json(list(result.files), out)
         case EnvResult():
             from watcher.daemon import dotenv
