@@ -436,27 +436,12 @@ def _ensure(
     require_reach: bool,
 ) -> RegistryEndpoint:
     started = time.monotonic()
-    deadline = started + timeout
     hosting = read_hosting(kube, log=log)
     if hosting is not None:
         kube.close()
-        endpoint = RegistryEndpoint(
-            host=hosting.host,
-            push_host=hosting.host,
-            source="kep-1755",
-            context=kube.context,
-            server=kube.server,
-            kep1755=hosting,
+        return _published(
+            hosting, kube, started + timeout, log=log, reach=reach, require_reach=require_reach
         )
-        log(f"the cluster publishes a local registry (KEP-1755): {hosting.host}; not deploying one")
-        if reach:
-            ways = [_probe(hosting.host)]
-            found = _reach(endpoint, ways, deadline=deadline, wait=require_reach, log=log)
-            if found is not None:
-                endpoint.reach = "kep-1755"
-            elif require_reach:
-                raise _unreachable(endpoint, ways, time.monotonic() - started)
-        return endpoint
     ns = registry_namespace(config, namespace, kube)
     deployed = deploy.ensure_objects(kube, config.local_registry, ns, log=log)
     pod = deploy.wait_ready(kube, deployed, timeout=timeout, log=log)
@@ -474,20 +459,72 @@ def _ensure(
         pod=pod.name if pod else None,
         _kube=kube,
     )
-    if not reach:
-        return endpoint
-    # The pod being Ready does not mean this machine can push yet: right
-    # after creation kube-proxy may not have programmed the node port, and
-    # the kubelet may refuse the forward for a moment. Both ways are tried
-    # again until the deadline (the same --timeout as the readiness wait).
+    if reach:
+        _reach_deployed(
+            endpoint,
+            kube,
+            deployed,
+            started=started,
+            deadline=started + timeout,
+            just_ready=pod is not None,
+            log=log,
+            require_reach=require_reach,
+        )
+    return endpoint
+
+
+def _published(
+    hosting: LocalRegistryHosting,
+    kube: Kube,
+    deadline: float,
+    *,
+    log: Log,
+    reach: bool,
+    require_reach: bool,
+) -> RegistryEndpoint:
+    """The cluster's own registry (KEP-1755): nothing is deployed; it must answer."""
+    started = time.monotonic()
+    endpoint = RegistryEndpoint(
+        host=hosting.host,
+        push_host=hosting.host,
+        source="kep-1755",
+        context=kube.context,
+        server=kube.server,
+        kep1755=hosting,
+    )
+    log(f"the cluster publishes a local registry (KEP-1755): {hosting.host}; not deploying one")
+    if reach:
+        ways = [_probe(hosting.host)]
+        found = _reach(endpoint, ways, deadline=deadline, wait=require_reach, log=log)
+        if found is not None:
+            endpoint.reach = "kep-1755"
+        elif require_reach:
+            raise _unreachable(endpoint, ways, time.monotonic() - started)
+    return endpoint
+
+
+def _reach_deployed(
+    endpoint: RegistryEndpoint,
+    kube: Kube,
+    deployed: deploy.Deployed,
+    *,
+    started: float,
+    deadline: float,
+    just_ready: bool,
+    log: Log,
+    require_reach: bool,
+) -> None:
+    """Find the way this machine pushes to the registry devreg deployed.
+
+    The pod being Ready does not mean this machine can push yet: right after creation
+    kube-proxy may not have programmed the node port, and the kubelet may refuse the
+    forward for a moment. Both ways are tried again until the deadline (the same
+    --timeout as the readiness wait). A registry that has ``just_ready`` turned Ready
+    gives localhost a head start: a forward tried at once would win that race on a
+    local cluster (until kube-proxy's rule exists, 127.0.0.1:<nodePort> is free for
+    it) and then be shadowed by that rule."""
     forward = _PortForward(endpoint, kube, deployed, log)
-    ways = [_probe(host), forward.way()]
-    # ``pod`` is set when the registry was not Ready at first: it has just
-    # started, and kube-proxy may route its node port only a moment later.
-    # A forward tried at once would win that race on a local cluster (until
-    # kube-proxy's rule exists, 127.0.0.1:<nodePort> is free for it) and then
-    # be shadowed by that rule; so localhost gets a head start.
-    first_alone = LOCALHOST_HEAD_START if pod is not None else 0.0
+    ways = [_probe(endpoint.host), forward.way()]
     try:
         found = _reach(
             endpoint,
@@ -495,7 +532,7 @@ def _ensure(
             deadline=deadline,
             wait=require_reach,
             log=log,
-            first_alone=first_alone,
+            first_alone=LOCALHOST_HEAD_START if just_ready else 0.0,
         )
     except BaseException:
         forward.close()
@@ -516,7 +553,6 @@ def _ensure(
         error = _unreachable(endpoint, ways, time.monotonic() - started, pod_port=deployed.port)
         endpoint.close()
         raise error
-    return endpoint
 
 
 # --- plan ---------------------------------------------------------------------------------------
