@@ -157,6 +157,23 @@ def exit_code(status: bytes | str) -> tuple[int, str | None]:
     return 255, str(doc.get("message") or text.strip())
 
 
+def _send_stdin(ws: WebSocketLike, stdin: bytes) -> None:
+    """Write ``stdin`` in frames, then half-close it where the protocol can."""
+    try:
+        for i in range(0, len(stdin), STDIN_CHUNK):
+            ws.write_stdin(stdin[i : i + STDIN_CHUNK])
+        # v5.channel.k8s.io can half-close stdin (the command sees EOF); with v4 it
+        # cannot, which is why the build script never waits for EOF (``head -c
+        # <size>`` ends tar's input).
+        close_channel = getattr(ws, "close_channel", None)
+        if close_channel is not None:
+            close_channel(STDIN)
+    except Exception:  # noqa: BLE001 - websocket-client's own exception types
+        # The command ended without reading everything (it refused a stale work
+        # directory): its output and exit status say why.
+        pass
+
+
 def drive(
     ws: WebSocketLike,
     *,
@@ -193,19 +210,7 @@ def drive(
     deadline: float | None = None
     try:
         if stdin is not None:
-            try:
-                for i in range(0, len(stdin), STDIN_CHUNK):
-                    ws.write_stdin(stdin[i : i + STDIN_CHUNK])
-                # v5.channel.k8s.io can half-close stdin (the command sees
-                # EOF); with v4 it cannot, which is why the build script never
-                # waits for EOF (``head -c <size>`` ends tar's input).
-                close_channel = getattr(ws, "close_channel", None)
-                if close_channel is not None:
-                    close_channel(STDIN)
-            except Exception:  # noqa: BLE001 - websocket-client's own exception types
-                # The command ended without reading everything (it refused a
-                # stale work directory): its output and exit status say why.
-                pass
+            _send_stdin(ws, stdin)
         while ws.is_open():
             if cancel is not None and cancel.is_set() and not cancelled:
                 cancelled = True
