@@ -27,7 +27,14 @@ import pytest
 from kubernetes import client
 
 from tests.plugins.testenv import RealNode, TestEnv
-from tests.watcher.e2e import PrivateDockerd, copy_example, devreg, wait_for
+from tests.watcher.e2e import (
+    PrivateDockerd,
+    copy_example,
+    devreg,
+    no_published_registry,
+    wait_for,
+)
+from tests.watcher.pods import registry_pod, run_on_each_node
 
 pytestmark = [pytest.mark.testenv, pytest.mark.slow]
 
@@ -38,9 +45,12 @@ def core(kube_api_client: Any) -> client.CoreV1Api:
 
 
 @pytest.fixture
-def namespace(core: client.CoreV1Api) -> Iterator[str]:
+def namespace(testenv: TestEnv, core: client.CoreV1Api) -> Iterator[str]:
+    """A namespace of its own (devreg creates it), while no registry is published by
+    the cluster (KEP-1755) so that devreg deploys its own."""
     name = f"seed-{uuid.uuid4().hex[:8]}"
-    yield name
+    with no_published_registry(testenv):
+        yield name
     with contextlib.suppress(client.ApiException):
         core.delete_namespace(name, grace_period_seconds=0)
 
@@ -64,56 +74,6 @@ def dotenv(project: Path) -> dict[str, str]:
             name, _, value = line[len("export ") :].partition("=")
             values[name] = value
     return values
-
-
-def run_on_each_node(
-    core: client.CoreV1Api, namespace: str, image: str, nodes: list[RealNode]
-) -> dict[str, str]:
-    """One pod per real node, pinned to it, pulling ``image`` (Always: through that
-    node's loopback, never a copy already there) and running it; node -> output."""
-    run_id = uuid.uuid4().hex[:6]
-    names = {}
-    for node in nodes:
-        name = f"run-{run_id}-{node.name}"
-        core.create_namespaced_pod(
-            namespace,
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": name},
-                "spec": {
-                    "nodeName": node.name,
-                    "restartPolicy": "Never",
-                    "terminationGracePeriodSeconds": 0,
-                    "containers": [{"name": "app", "image": image, "imagePullPolicy": "Always"}],
-                },
-            },
-        )
-        names[node.name] = name
-
-    def done(name: str) -> str | None:
-        status = core.read_namespaced_pod(name, namespace).status
-        for c in status.container_statuses or []:
-            waiting = c.state.waiting
-            if waiting and waiting.reason in ("ErrImagePull", "ImagePullBackOff"):
-                raise AssertionError(f"{name}: {waiting.reason}: {waiting.message}")
-        return status.phase if status.phase in ("Succeeded", "Failed") else None
-
-    out = {}
-    for node, name in names.items():
-        phase = wait_for(lambda n=name: done(n), timeout=120, what=f"pod {name} to finish")
-        assert phase == "Succeeded", core.read_namespaced_pod(name, namespace).status
-        out[node] = core.read_namespaced_pod_log(name, namespace).strip()
-        pod = core.read_namespaced_pod(name, namespace)
-        assert pod.spec.node_name == node
-        assert pod.status.container_statuses[0].image_id  # the kubelet pulled it by digest
-    return out
-
-
-def registry_pod(core: client.CoreV1Api, namespace: str) -> Any:
-    pods = core.list_namespaced_pod(namespace, label_selector="app=registry").items
-    live = [p for p in pods if p.metadata.deletion_timestamp is None]
-    return live[0] if len(live) == 1 else None
 
 
 def test_seed_path_on_real_nodes(

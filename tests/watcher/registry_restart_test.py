@@ -27,6 +27,7 @@ from kubernetes import client
 
 from tests.plugins.testenv import RealNode, TestEnv
 from tests.watcher.e2e import copy_example, devreg, no_published_registry, wait_for
+from tests.watcher.pods import registry_pod, run_on_each_node
 from watcher.build.pipeline import MANIFEST_TYPES
 
 pytestmark = [pytest.mark.testenv, pytest.mark.slow]
@@ -81,12 +82,6 @@ def manifest_status(node_port: int, reference: str) -> int | None:
         return None
 
 
-def registry_pod(core: client.CoreV1Api, namespace: str) -> Any:
-    pods = core.list_namespaced_pod(namespace, label_selector="app=registry").items
-    live = [p for p in pods if p.metadata.deletion_timestamp is None]
-    return live[0] if len(live) == 1 else None
-
-
 def ready_on_a_real_node(pod: Any, real_nodes: list[RealNode]) -> bool:
     statuses = pod.status.container_statuses or []
     return (
@@ -113,48 +108,6 @@ def replace_registry_pod(
         return pod if ready_on_a_real_node(pod, real_nodes) else None
 
     return old, wait_for(successor, timeout=120, what="a new Ready registry pod")
-
-
-def run_on_each_node(
-    core: client.CoreV1Api, namespace: str, image: str, nodes: list[RealNode]
-) -> dict[str, str]:
-    """A pod per real node pulls ``image`` (Always: through that node's loopback) and
-    runs it; node -> its output."""
-    run_id = uuid.uuid4().hex[:6]
-    names = {}
-    for node in nodes:
-        name = f"run-{run_id}-{node.name}"
-        container = {"name": "app", "image": image, "imagePullPolicy": "Always"}
-        core.create_namespaced_pod(
-            namespace,
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": name},
-                "spec": {
-                    "nodeName": node.name,
-                    "restartPolicy": "Never",
-                    "terminationGracePeriodSeconds": 0,
-                    "containers": [container],
-                },
-            },
-        )
-        names[node.name] = name
-
-    def finished(name: str) -> str | None:
-        status = core.read_namespaced_pod(name, namespace).status
-        for c in status.container_statuses or []:
-            waiting = c.state.waiting
-            if waiting and waiting.reason in ("ErrImagePull", "ImagePullBackOff"):
-                raise AssertionError(f"{name}: {waiting.reason}: {waiting.message}")
-        return status.phase if status.phase in ("Succeeded", "Failed") else None
-
-    out = {}
-    for node, name in names.items():
-        phase = wait_for(lambda n=name: finished(n), timeout=120, what=f"pod {name} to finish")
-        assert phase == "Succeeded", core.read_namespaced_pod(name, namespace).status
-        out[node] = core.read_namespaced_pod_log(name, namespace).strip()
-    return out
 
 
 def build(project: Path, namespace: str) -> tuple[dict[str, Any], str]:
