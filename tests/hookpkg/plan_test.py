@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from hookpkg.config import Config, Image, LocalRegistry
+from hookpkg.config import LocalRegistry
 from hookpkg.delivery import Cluster
 from hookpkg.errors import FatalError
 from hookpkg.plan import (
@@ -19,38 +17,12 @@ from hookpkg.plan import (
     plan_images,
     registry_namespace,
 )
+from tests.configs import config, image
 
 REMOTE = Cluster("remote", "gke_acme", None)
 KIND = Cluster("kind", "kind-dev", "dev")
 DEPLOYED = Registry("localhost:31234", "deployed", "devreg")
 PUBLISHED = Registry("localhost:5001", "kep-1755")
-
-
-def image(key: str, ref: str, builder: str = "docker") -> Image:
-    return Image(
-        key=key,
-        image=ref,
-        tags=(),
-        dockerfile=Path("/p/Dockerfile"),
-        context=Path("/p"),
-        build_args={},
-        target=None,
-        builder=builder,  # type: ignore[arg-type]
-        file="devspace.yaml",
-        line=1,
-        col=1,
-    )
-
-
-def config(registry: LocalRegistry, *images: Image) -> Config:
-    return Config(
-        path=Path("/p/devspace.yaml"),
-        directory=Path("/p"),
-        version="v2beta1",
-        local_registry=registry,
-        has_local_registry=True,
-        images={i.key: i for i in images},
-    )
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from hookpkg.config import Config, Image, LocalRegistry
+from hookpkg.config import LocalRegistry
 from hookpkg.delivery import Cluster
 from hookpkg.errors import FatalError
+from tests.configs import config, image
 from tests.watcher.registries import free_port, running_registry
 from watcher.cluster import kep1755
 from watcher.cluster.kube import Kube
@@ -40,34 +41,6 @@ from watcher.cluster.registry import (
     plan_delivery,
     status_info,
 )
-
-
-def image(key: str, ref: str, builder: str = "docker") -> Image:
-    return Image(
-        key=key,
-        image=ref,
-        tags=(),
-        dockerfile=Path("Dockerfile"),
-        context=Path("."),
-        build_args={},
-        target=None,
-        builder=builder,  # type: ignore[arg-type]
-        file="devspace.yaml",
-        line=1,
-        col=1,
-    )
-
-
-def config(registry: LocalRegistry, *images: Image) -> Config:
-    return Config(
-        path=Path("devspace.yaml"),
-        directory=Path("."),
-        version="v2beta1",
-        local_registry=registry,
-        has_local_registry=True,
-        images={i.key: i for i in images},
-    )
-
 
 REMOTE = Cluster("remote", "gke_x")
 KIND = Cluster("kind", "kind-dev", "dev")
