@@ -19,8 +19,8 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 MAX_FILE_SIZE_ENV = "DEVREG_MAX_FILE_SIZE"
 DEFAULT_MAX_FILE_SIZE = 1 << 20  # 1 MiB: real devspace.yaml files are a few KiB
@@ -44,7 +44,7 @@ MAX_IMPORTS = 100
 MAX_MANIFEST_FILES = 1000
 MAX_GLOB_ENTRIES = 20_000
 
-_SIZE = re.compile(r"([0-9]+)\s*([KMG]i?B?|B)?", re.ASCII | re.IGNORECASE)
+_SIZE = r"([0-9]+)\s*([KMG]i?B?|B)?"  # compiled when a size is given
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
@@ -54,7 +54,7 @@ class Unreadable(Exception):
 
 def parse_size(text: str) -> int:
     """``1048576``, ``512K``, ``4M``, ``4MiB``, ``1G`` -> bytes (binary units)."""
-    m = _SIZE.fullmatch(text.strip())
+    m = re.fullmatch(_SIZE, text.strip(), re.ASCII | re.IGNORECASE)
     if m is None or int(m.group(1)) == 0:
         raise ValueError(text)
     unit = (m.group(2) or "").upper()[:1]
@@ -68,8 +68,7 @@ def human_size(n: int) -> str:
     return f"{n} bytes"
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """The bounds that can be changed (only the file size, from the environment)."""
 
     max_file_size: int = DEFAULT_MAX_FILE_SIZE

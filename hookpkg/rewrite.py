@@ -18,7 +18,6 @@ from hookpkg.config import Config, Image, Loaded, Source, split_tag
 from hookpkg.delivery import Cluster, PathWord, delivery_path, uses_local_registry
 from hookpkg.errors import Diagnostic, shown
 from hookpkg.reference import InvalidReference, normalized, parse_reference, rewrite_repository
-from hookpkg.repoglob import confined_glob, inside, repository_root
 from hookpkg.variables import TAG_PLACEHOLDER, Delivered, all_variables, image_variables
 from hookpkg.vars import has_expression
 from hookpkg.yamlpos import Node, join
@@ -272,6 +271,8 @@ class _Engine:
 
         def note(message: str) -> None:
             self.notes.append(Diagnostic.at(src.display, entry, "note", where, message))
+
+        from hookpkg.repoglob import confined_glob, inside, repository_root  # kubectl only
 
         base = self.config.directory
         root = repository_root(base)
