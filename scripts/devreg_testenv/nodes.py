@@ -61,7 +61,7 @@ from .controlplane import Kube
 from .docker import DOCKER, DOCKER_HOST, docker_api
 from .gobuild import build_all, go_command, go_env, k8s_bin_dir
 from .images import BASE_IMAGE, REGISTRY_IMAGE, build_image
-from .pki import b64file, openssl, pki
+from .pki import b64file, pki, sign
 
 NODE_NET = "10.200.0"  # the bridge joining the nodes: .1 is this machine (node 0)
 BRIDGE = "devreg-br"
@@ -245,41 +245,7 @@ def node_client_cert(name: str, part: str) -> tuple[Path, Path]:
     crt, key = d / f"node-{name}.crt", d / f"node-{name}.key"
     if crt.exists() and key.exists():
         return crt, key
-    openssl(
-        part,
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        key.name,
-        "-out",
-        f"node-{name}.csr",
-        "-subj",
-        f"/O=system:nodes/CN=system:node:{name}",
-    )
-    ext = d / f"node-{name}.ext"
-    ext.write_text(
-        "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-    )
-    openssl(
-        part,
-        "x509",
-        "-req",
-        "-in",
-        f"node-{name}.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "3650",
-        "-out",
-        crt.name,
-        "-extfile",
-        ext.name,
-    )
+    sign(part, f"node-{name}", f"/O=system:nodes/CN=system:node:{name}", "clientAuth")
     return crt, key
 
 

@@ -72,43 +72,49 @@ def make_certs(part: str) -> None:
         ),
     }
     for name, (subj, usage, san) in certs.items():
-        openssl(
-            part,
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            "-subj",
-            subj,
-        )
-        ext = d / f"{name}.ext"
-        ext.write_text(
-            f"extendedKeyUsage={usage}\nkeyUsage=critical,digitalSignature,"
-            f"keyEncipherment\n" + (f"{san}\n" if san else "")
-        )
-        openssl(
-            part,
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "3650",
-            "-out",
-            f"{name}.crt",
-            "-extfile",
-            ext.name,
-        )
+        sign(part, name, subj, usage, san)
     (d / "done").write_text("ok\n")
+
+
+def sign(part: str, name: str, subj: str, usage: str, san: str | None = None) -> None:
+    """``<pki>/<name>.key`` and ``<name>.crt`` signed by the test CA for ``subj``."""
+    d = pki()
+    openssl(
+        part,
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        subj,
+    )
+    ext = d / f"{name}.ext"
+    ext.write_text(
+        f"extendedKeyUsage={usage}\nkeyUsage=critical,digitalSignature,"
+        f"keyEncipherment\n" + (f"{san}\n" if san else "")
+    )
+    openssl(
+        part,
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-out",
+        f"{name}.crt",
+        "-extfile",
+        ext.name,
+    )
 
 
 def b64file(path: Path) -> str:
