@@ -77,6 +77,7 @@ from .nodes import (
     SANDBOX_IMAGE,
     build_crictl,
     build_sandbox_image,
+    cri_plugin_config,
     crictl_bin,
     docker_image_id,
     hosts_toml,
@@ -165,7 +166,7 @@ def build_kind() -> None:
 # The node image, FROM scratch
 
 
-CONTAINERD_CONFIG = f"""\
+CONTAINERD_CONFIG = """\
 # containerd of the kind node (Debian's containerd 1.6), at kind's default paths:
 # `kind load` reads the snapshotter from `containerd config dump`.
 version = 2
@@ -174,21 +175,9 @@ disabled_plugins = [
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
 ]
 
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "docker.io/{SANDBOX_IMAGE}"
-  # This sandbox forbids lowering oom_score_adj (nodes.py says more).
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/opt/cni/bin"
-    conf_dir = "/etc/cni/net.d"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "/etc/containerd/certs.d"
-"""
+""" + cri_plugin_config(
+    cni_bin="/opt/cni/bin", cni_conf="/etc/cni/net.d", certs="/etc/containerd/certs.d"
+)
 
 CRICTL_CONFIG = (
     "runtime-endpoint: unix:///run/containerd/containerd.sock\n"

@@ -291,6 +291,28 @@ def away_kubeconfig(api_port: int) -> str:
     return json.dumps(cfg, indent=2) + "\n"
 
 
+def cri_plugin_config(*, cni_bin: str, cni_conf: str, certs: str) -> str:
+    """containerd's CRI plugin as every test node runs it (also the kind node's)."""
+    return f"""\
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/{SANDBOX_IMAGE}"
+  # This sandbox forbids lowering oom_score_adj: without this every pod sandbox
+  # fails with "runc create failed: can't get final child's PID from pipe: EOF".
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni_bin}"
+    conf_dir = "{cni_conf}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    # hosts.toml per registry host (see OFFLINE_REGISTRIES)
+    config_path = "{certs}"
+"""
+
+
 def containerd_config(node: Node) -> str:
     d = node.dir
     return f"""\
@@ -315,23 +337,7 @@ disabled_plugins = [
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d}/containerd/opt"
 
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "docker.io/{SANDBOX_IMAGE}"
-  # This sandbox forbids lowering oom_score_adj: without this every pod sandbox
-  # fails with "runc create failed: can't get final child's PID from pipe: EOF".
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{CNI_BIN}"
-    conf_dir = "{d}/cni/net.d"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    # hosts.toml per registry host (see OFFLINE_REGISTRIES)
-    config_path = "{d}/certs.d"
-"""
+""" + cri_plugin_config(cni_bin=CNI_BIN, cni_conf=f"{d}/cni/net.d", certs=f"{d}/certs.d")
 
 
 def registry_hosts(node: Node) -> dict[Path, str]:
