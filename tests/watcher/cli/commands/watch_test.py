@@ -36,9 +36,11 @@ def _env_tag(project: Path) -> str | None:
 
 
 def _status(project: Path, *args: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(
-        devreg("status", "--format", "json", *args, cwd=project).stdout
-    )
+    """``devreg status -o json``; it exits 1 whenever the watcher is not running or
+    something failed (an invalid edit, a failed --exec run), which these tests make."""
+    done = devreg("status", "--format", "json", *args, cwd=project, check=False)
+    assert done.returncode in (0, 1), done.stderr
+    doc: dict[str, Any] = json.loads(done.stdout)
     return doc
 
 
@@ -169,8 +171,9 @@ def test_invalid_config_edit_is_reported_and_the_last_good_one_keeps_working(
         log = (project / ".devreg" / "watch.log").read_text()
         assert "devspace.yaml:10:3: error:" in log
         assert "keeping the last good configuration" in log
-        text = devreg("status", cwd=project).stdout
-        assert "devspace.yaml:10:3: error:" in text
+        text = devreg("status", cwd=project, check=False)
+        assert text.returncode == 1  # the watcher runs on the last good config: failing
+        assert "devspace.yaml:10:3: error:" in text.stdout
         # The last good configuration still builds a source edit.
         _edit_and_see_it_delivered(project, testenv.registry, f"devreg-test/{name}")
         config_path.write_text(good)
@@ -360,9 +363,10 @@ def test_watch_exec_failure_is_in_status_and_the_watcher_keeps_building(
         status = _status(project)
         assert status["watcher"]["running"]
         assert status["watcher"]["images"]["app"]["state"] == "ok"
-        text = devreg("status", cwd=project).stdout
-        assert f"  exec `{command}`: FAILED, exited 3 after " in text
-        assert f"\n      boom-{tag1}\n" in text
+        text = devreg("status", cwd=project, check=False)
+        assert text.returncode == 1  # the last --exec run failed
+        assert f"  exec `{command}`: FAILED, exited 3 after " in text.stdout
+        assert f"\n      boom-{tag1}\n" in text.stdout
         log = (project / ".devreg" / "watch.log").read_text()
         assert f"[exec] boom-{tag1}" in log
         assert "; the watcher goes on" in log
