@@ -13,7 +13,6 @@ and a registry pod deleted mid-watch is followed by the forward.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -21,7 +20,6 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -31,28 +29,11 @@ from tests.watcher.e2e import (
     PrivateDockerd,
     copy_example,
     devreg,
-    no_published_registry,
     wait_for,
 )
 from tests.watcher.pods import registry_pod, run_on_each_node
 
 pytestmark = [pytest.mark.testenv, pytest.mark.slow]
-
-
-@pytest.fixture
-def core(kube_api_client: Any) -> client.CoreV1Api:
-    return client.CoreV1Api(kube_api_client)
-
-
-@pytest.fixture
-def namespace(testenv: TestEnv, core: client.CoreV1Api) -> Iterator[str]:
-    """A namespace of its own (devreg creates it), while no registry is published by
-    the cluster (KEP-1755) so that devreg deploys its own."""
-    name = f"seed-{uuid.uuid4().hex[:8]}"
-    with no_published_registry(testenv):
-        yield name
-    with contextlib.suppress(client.ApiException):
-        core.delete_namespace(name, grace_period_seconds=0)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import json
 import secrets
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 from kubernetes import client
 
 from tests.plugins.testenv import RealNode, TestEnv, import_images, remove_images
-from tests.watcher.e2e import devreg, no_published_registry
+from tests.watcher.e2e import devreg
 
 pytestmark = [pytest.mark.testenv, pytest.mark.slow]
 
@@ -41,22 +40,6 @@ images:
   app:
     image: ghcr.io/example/app
 """
-
-
-@pytest.fixture
-def core(kube_api_client: Any) -> client.CoreV1Api:
-    return client.CoreV1Api(kube_api_client)
-
-
-@pytest.fixture
-def namespace(testenv: TestEnv, core: client.CoreV1Api) -> Iterator[str]:
-    """A namespace of its own (devreg creates it), while no registry is published by
-    the cluster (KEP-1755) so that devreg deploys its own."""
-    name = f"regfail-{uuid.uuid4().hex[:8]}"
-    with no_published_registry(testenv):
-        yield name
-    with contextlib.suppress(client.ApiException):
-        core.delete_namespace(name, grace_period_seconds=0)
 
 
 @pytest.fixture(scope="module")

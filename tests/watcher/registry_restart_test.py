@@ -13,12 +13,10 @@ node pulls and runs it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +24,11 @@ import pytest
 from kubernetes import client
 
 from tests.plugins.testenv import RealNode, TestEnv
-from tests.watcher.e2e import copy_example, devreg, no_published_registry, wait_for
+from tests.watcher.e2e import copy_example, devreg, wait_for
 from tests.watcher.pods import registry_pod, run_on_each_node
 from watcher.build.pipeline import MANIFEST_TYPES
 
 pytestmark = [pytest.mark.testenv, pytest.mark.slow]
-
-
-@pytest.fixture
-def core(kube_api_client: Any) -> client.CoreV1Api:
-    return client.CoreV1Api(kube_api_client)
-
-
-@pytest.fixture
-def namespace(testenv: TestEnv, core: client.CoreV1Api) -> Iterator[str]:
-    """A namespace of its own (devreg creates it), while no registry is published by
-    the cluster (KEP-1755) so that devreg deploys its own."""
-    name = f"restart-{uuid.uuid4().hex[:8]}"
-    with no_published_registry(testenv):
-        yield name
-    with contextlib.suppress(client.ApiException):
-        core.delete_namespace(name, grace_period_seconds=0)
 
 
 def project(tmp_path: Path, *, persistent: bool) -> Path:
