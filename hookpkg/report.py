@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
 from hookpkg.color import SEVERITY_COLORS, paint, severity
-from hookpkg.errors import Diagnostic
+from hookpkg.errors import Diagnostic, printable
 from hookpkg.rewrite import ImagePreview, Preview
 from hookpkg.variables import HOOK_IMAGE_VAR, REGISTRY_VAR
 
@@ -51,26 +51,29 @@ def _path_word(p: ImagePreview, preview: Preview) -> str:
 
 
 def write_preview_text(preview: Preview, file: str, out: TextIO, *, color: bool = False) -> None:
-    out.write(f"{file}: preview for {preview.cluster.describe()}, registry {preview.registry}\n")
+    def line(text: str) -> None:  # keys and values come from files a stranger may write
+        out.write(printable(text) + "\n")
+
+    line(f"{file}: preview for {preview.cluster.describe()}, registry {preview.registry}")
     for name in preview.unresolved:
-        out.write(f"  note: {name} is an unresolved expression; its default is shown\n")
+        line(f"  note: {name} is an unresolved expression; its default is shown")
     if not preview.images:
-        out.write("  no images configured\n")
+        line("  no images configured")
     for p in preview.images:
         unresolved = "" if p.resolved else " (image is an unresolved expression)"
-        out.write(f"  image {p.key}: {_path_word(p, preview)}{unresolved}\n")
+        line(f"  image {p.key}: {_path_word(p, preview)}{unresolved}")
         for loc in p.locations:
             arrow = (
                 f"{loc.original} -> {loc.rewritten}"
                 if loc.rewritten != loc.original
                 else f"{loc.original} (unchanged)"
             )
-            out.write(f"    {loc.file}:{loc.line}:{loc.col}: {loc.path}: {arrow}\n")
+            line(f"    {loc.file}:{loc.line}:{loc.col}: {loc.path}: {arrow}")
         for name, value in p.variables.items():
-            out.write(f"    {name}={value}\n")
+            line(f"    {name}={value}")
     for name in (REGISTRY_VAR, HOOK_IMAGE_VAR):
         if name in preview.variables:
-            out.write(f"  {name}={preview.variables[name]}\n")
+            line(f"  {name}={preview.variables[name]}")
     for note in preview.notes:
         out.write(format_diagnostic(note, color=color) + "\n")
 

@@ -12,6 +12,7 @@ one line each, no control character, and no exception of any kind.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import resource
 import socket
@@ -30,7 +31,7 @@ from hypothesis import strategies as st
 from hookpkg import bounds
 from hookpkg.commands.check import check_file
 from hookpkg.delivery import Cluster
-from hookpkg.report import FileResult
+from hookpkg.report import FileResult, write_text
 
 # Per example: 5 s on a loaded 2-core machine (typical examples take a few ms;
 # the cases of the issue took minutes or did not come back), 256 MiB more
@@ -80,6 +81,11 @@ def checked(path: Path) -> FileResult:
         assert len(text) < 2000, text[:200]
     if result.status == "unreadable":
         assert result.message and "\n" not in result.message
+    text = io.StringIO()
+    write_text([result], text)  # what a terminal shows: no raw control character
+    assert all(
+        c in "\t\n" or (ord(c) >= 0x20 and not 0x7F <= ord(c) <= 0x9F) for c in text.getvalue()
+    )
     return result
 
 
@@ -111,6 +117,8 @@ leaf_text = st.one_of(
             "!Ref x",
             '"reg\\0istry"',
             '"\\e[31mred"',
+            '"\\e]0;title\\aimage(app)"',
+            '"\\u202eghcr.io/org/app"',
             '"registry\\n"',
             "\u0663\u0660\u0660\u0660",
             "!!int \u0663",
@@ -568,3 +576,24 @@ def test_largest_inputs_are_bounded(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert peak < 600 << 20
     with capsys.disabled():
         print("\n" + "\n".join(lines))
+
+
+def test_terminal_escapes_from_the_file_are_shown_not_sent(tmp_path: Path) -> None:
+    text = (
+        "version: v2beta1\nimages:\n  app:\n    image: ghcr.io/org/app\n"
+        'deployments:\n  d:\n    helm:\n      values:\n        "\\e]0;pwned\\a": "\\e[2J image(app)"\n'
+        '        "\\u202ekey": "image(app)"\nlocalRegistry:\n  name: "\\e[31mred"\n'
+    )
+    result = checked(write(tmp_path, text))
+    out = io.StringIO()
+    write_text([result], out)
+    assert "error: localRegistry.name: '\\x1b[31mred' is not a DNS-1123 label" in out.getvalue()
+    result.diagnostics = []  # the preview as well
+    result.preview = check_file(
+        write(tmp_path, text.split("localRegistry")[0]), REMOTE, registry="localhost:1"
+    ).preview
+    out = io.StringIO()
+    write_text([result], out)
+    shown = out.getvalue()
+    assert "\\x1b]0;pwned\\x07: \\x1b[2J image(app) -> \\x1b[2J localhost:1/org/app" in shown
+    assert "\\u202ekey" in shown
