@@ -4,6 +4,7 @@ docs/ and scripts read from stdout."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -570,3 +571,40 @@ def test_json(result: Result, expected: str) -> None:
 def test_commands_without_format_have_no_json(result: Result) -> None:
     with pytest.raises(TypeError, match="no JSON form"):
         write(result, "json", io.StringIO())
+
+
+@pytest.mark.parametrize(("result", "expected"), TEXT)
+def test_text_in_colour_is_the_same_text(result: Result, expected: str) -> None:
+    """Colour only adds escapes around words; taking them out gives the text back."""
+    out = io.StringIO()
+    write(result, "text", out, color=True)
+    assert re.sub(r"\033\[[0-9;]*m", "", out.getvalue()) == expected
+
+
+def test_status_colours_what_makes_it_exit_1() -> None:
+    out = io.StringIO()
+    write(StatusResult(RUNNING, {"error": "no kubeconfig"}, 0.0), "text", out, color=True)
+    text = out.getvalue()
+    assert "registry: \033[33mcannot tell\033[0m (no kubeconfig)" in text  # yellow: unknown
+    assert "  web: \033[31mfailed\033[0m  tag -" in text  # red: failing
+    assert "    \033[31merror:\033[0m docker build exited 1" in text
+    assert "\033[31mthe configuration is invalid\033[0m" in text
+    assert "\033[31mFAILED\033[0m" in text
+    out = io.StringIO()
+    write(StatusResult(NOT_RUNNING, {"error": "x"}, 0.0), "text", out, color=True)
+    assert "watcher: \033[33mnot running\033[0m" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        pytest.param(StatusResult(RUNNING, {"error": "x"}, 0.0), id="status"),
+        pytest.param(StopResult("stopped", 42), id="stop"),
+        pytest.param(WatchResult(pid=42, log=Path("/p/.devreg/watch.log")), id="watch-detach"),
+    ],
+)
+def test_quiet_text_is_empty(result: Result) -> None:
+    """-q: the exit code says it (env and check keep theirs: main_test)."""
+    out = io.StringIO()
+    write(result, "text", out, quiet=True)
+    assert out.getvalue() == ""
