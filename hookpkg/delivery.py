@@ -79,6 +79,8 @@ def merge_kubeconfig(paths: list[Path], *, strict: bool = False) -> Kubeconfig:
     }
     for path in paths:
         try:
+            if not path.is_file():  # a FIFO or a device named in KUBECONFIG: never block
+                continue
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
