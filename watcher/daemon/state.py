@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -16,18 +17,55 @@ from typing import Any
 from hookpkg.errors import FatalError
 from hookpkg.project import STATE_DIR
 
+# A state file larger than this is not devreg's: it is reported as unreadable,
+# never read into memory (a planted link to /dev/zero, a huge file).
+MAX_STATE_FILE = 4 * 1024 * 1024
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically, never through a link: the temporary
+    file is created exclusively and without following links (a planted
+    ``watch.pid -> /etc/passwd`` is replaced as a link, its target untouched)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_private(path: Path) -> str | None:
+    """``path``'s text when it is a regular file of a sane size, else None (a FIFO, a
+    device, a link, a directory are never opened for reading)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_STATE_FILE:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(MAX_STATE_FILE + 1).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_private(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _read_json(path: Path) -> Any:
+    text = read_private(path)
+    if text is None:
+        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return json.loads(text)
+    except ValueError:
         return None
 
 
@@ -44,12 +82,35 @@ class StateDir:
         self._mutex = threading.Lock()
 
     def ensure(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Make ``.devreg`` or check the one there: a directory of this user, not a
+        link (a cloned repository can plant ``.devreg -> /somewhere``; devreg would
+        then write outside the project)."""
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.root, 0o755)
+        self.check()
         # Keep the state out of the user's commits without touching their
         # .gitignore.
         ignore = self.root / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("*\n", encoding="utf-8")
+        if not os.path.lexists(ignore):
+            write_private(ignore, "*\n")
+
+    def check(self) -> None:
+        """Refuse a state directory that is not devreg's to trust."""
+        try:
+            info = os.lstat(self.root)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(info.st_mode):
+            raise FatalError(
+                f"{self.root}: is a symbolic link; devreg keeps its state only in a "
+                "directory of the project (remove the link)"
+            )
+        if not stat.S_ISDIR(info.st_mode):
+            raise FatalError(f"{self.root}: is not a directory (remove it)")
+        if info.st_uid != os.getuid():
+            raise FatalError(
+                f"{self.root}: belongs to uid {info.st_uid}, not to you (uid {os.getuid()})"
+            )
 
     # --- one watcher per project ------------------------------------------
 
@@ -57,7 +118,7 @@ class StateDir:
         """Take the watcher lock (held until :meth:`release` or exit) and
         write the pid file."""
         self.ensure()
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -69,7 +130,7 @@ class StateDir:
                 "`devreg stop` ends it, `devreg status` shows it"
             ) from None
         self._lock_fd = fd
-        self.pid_path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        write_private(self.pid_path, f"{os.getpid()}\n")
 
     def release(self) -> None:
         if self._lock_fd is None:
@@ -83,8 +144,8 @@ class StateDir:
     def watcher_running(self) -> bool:
         """Whether some process holds the lock (asked without taking it for long)."""
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:  # missing, or a link: no watcher of ours holds it
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -95,15 +156,41 @@ class StateDir:
         return False
 
     def read_pid(self) -> int | None:
+        """The pid file's pid: None unless it is a regular file holding a pid > 1."""
+        text = read_private(self.pid_path)
         try:
-            return int(self.pid_path.read_text().strip())
-        except (OSError, ValueError):
+            pid = int((text or "").strip())
+        except ValueError:
             return None
+        return pid if pid > 1 else None
+
+    def lock_holders(self) -> set[int]:
+        """The pids holding the watcher lock (from /proc/locks, by the lock file's
+        inode): only such a process is devreg's watcher of this project."""
+        try:
+            info = os.stat(self.lock_path, follow_symlinks=False)
+            locks = Path("/proc/locks").read_text()
+        except OSError:
+            return set()
+        want = f":{info.st_ino}"
+        holders = set()
+        for line in locks.splitlines():
+            fields = line.split()
+            # 1: FLOCK  ADVISORY  WRITE 1234 00:2d:5678 0 EOF
+            if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].endswith(want):
+                major, minor, _ = fields[5].split(":")
+                if (int(major, 16), int(minor, 16)) == (
+                    os.major(info.st_dev),
+                    os.minor(info.st_dev),
+                ):
+                    holders.add(int(fields[4]))
+        return holders
 
     # --- status and deliveries --------------------------------------------
 
     def write_status(self, status: dict[str, Any]) -> None:
         with self._mutex:
+            self.ensure()
             _write_json(self.status_path, {**status, "updated": time.time()})
 
     def read_status(self) -> dict[str, Any] | None:

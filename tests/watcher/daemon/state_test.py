@@ -96,9 +96,10 @@ def test_the_lock_goes_with_its_process(tmp_path: Path) -> None:
 def test_release_leaves_another_watchers_pid_file(tmp_path: Path) -> None:
     state = StateDir(tmp_path)
     state.acquire()
-    state.pid_path.write_text("1\n")  # a newer watcher's, say
+    other = os.getppid()  # a newer watcher's, say
+    state.pid_path.write_text(f"{other}\n")
     state.release()
-    assert state.read_pid() == 1
+    assert state.read_pid() == other
     state.release()  # twice is harmless
 
 
@@ -193,3 +194,78 @@ def test_record_delivered_returns_every_image(tmp_path: Path) -> None:
         "web": {"tag": "2"},
     }
     assert state.record_delivered("api", {"tag": "3"})["api"] == {"tag": "3"}
+
+
+# --- a hostile working tree: links, FIFOs, devices, odd pids (issue 15) ---------------
+
+
+def test_a_state_dir_that_is_a_link_is_refused_and_nothing_written_through_it(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".devreg").symlink_to(outside)
+    state = StateDir(project)
+    with pytest.raises(FatalError, match="is a symbolic link"):
+        state.acquire()
+    with pytest.raises(FatalError, match="is a symbolic link"):
+        state.record_delivered("app", {"tag": "x"})
+    assert list(outside.iterdir()) == []
+
+
+def test_a_state_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ".devreg").write_text("not a directory\n")
+    with pytest.raises(FatalError, match="is not a directory"):
+        StateDir(tmp_path).ensure()
+
+
+def test_a_planted_pid_link_is_replaced_not_written_through(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / ".devreg").mkdir()
+    (tmp_path / ".devreg" / "watch.pid").symlink_to(victim)
+    state = StateDir(tmp_path)
+    state.acquire()
+    try:
+        assert victim.read_text() == "precious\n"
+        assert not state.pid_path.is_symlink()
+        assert state.read_pid() == os.getpid()
+    finally:
+        state.release()
+
+
+@pytest.mark.parametrize(
+    "content", ["0\n", "-1\n", "1\n", "abc\n", "", "99999999999999999999\n"], ids=repr
+)
+def test_a_pid_file_of_the_wrong_shape_names_no_process(tmp_path: Path, content: str) -> None:
+    state = StateDir(tmp_path)
+    state.ensure()
+    state.pid_path.write_text(content)
+    pid = state.read_pid()
+    assert pid is None or pid > 1 and content.strip() == "99999999999999999999"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_state_files_that_are_not_regular_files_are_never_read(tmp_path: Path, kind: str) -> None:
+    """A FIFO would block a reader forever and /dev/zero would fill memory: both are
+    refused by their type, before any read."""
+    state = StateDir(tmp_path)
+    state.ensure()
+    for path in (state.pid_path, state.status_path, state.delivered_path):
+        if kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "dev-zero":
+            path.symlink_to("/dev/zero")
+        else:
+            path.mkdir()
+    assert state.read_pid() is None
+    assert state.read_status() is None
+    assert state.read_delivered() == {}
+
+
+def test_lock_holders_name_the_process_that_holds_the_lock(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
+    assert StateDir(tmp_path).lock_holders() == {holder.pid}

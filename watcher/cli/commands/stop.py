@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+from hookpkg.errors import FatalError
 from hookpkg.project import project_paths
 from watcher.cli.results import StopResult
 from watcher.daemon.state import StateDir
@@ -24,6 +25,13 @@ def stop(*, config: Path = Path("devspace.yaml")) -> StopResult:
         return StopResult("not-running")
     if pid is None:
         return StopResult("no-pid")
+    if not _is_our_watcher(state, pid):
+        # A pid file is a plain file in the project: a stale or planted one must not
+        # make devreg signal a stranger (as root, any process on the machine).
+        raise FatalError(
+            f"{state.pid_path}: pid {pid} is not the devreg watcher holding this project's "
+            f"lock ({state.lock_path}); not signalling it"
+        )
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     # The lock is released a moment before the process ends: wait for both,
@@ -35,6 +43,20 @@ def stop(*, config: Path = Path("devspace.yaml")) -> StopResult:
             return StopResult("killed", pid, timeout=STOP_TIMEOUT)
         time.sleep(0.02)
     return StopResult("stopped", pid)
+
+
+def _is_our_watcher(state: StateDir, pid: int) -> bool:
+    """``pid`` holds the watcher lock of this project and runs devreg's watcher."""
+    if pid <= 1 or pid not in state.lock_holders():
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    # `python -m watcher watch …` (what --detach starts) or the `devreg watch` script
+    words = [a.decode(errors="replace") for a in argv if a]
+    return "watch" in words and any(w == "watcher" or w.endswith("devreg") for w in words)
 
 
 def _alive(pid: int) -> bool:
