@@ -20,7 +20,7 @@ from hookpkg.config import Config, Image
 from hookpkg.errors import FatalError
 from hookpkg.plan import ImagePlan
 from hookpkg.project import ENV_FILE
-from hookpkg.variables import Delivered, all_variables
+from hookpkg.variables import Delivered, all_variables, image_variables, valid_value
 from watcher.build.backends import BuildBackend, BuildCancelled, BuildError, BuildRequest
 from watcher.build.contenttag import Snapshot, content_tag
 from watcher.build.kind import load as kind_load
@@ -300,7 +300,17 @@ class Pipeline:
             # A record for another registry (the node port changed) is stale.
             if record is None or route is None or record.get("repository") != route.repository:
                 continue
-            values[key] = Delivered(record["repository"], record["tag"])
+            value = Delivered(str(record["repository"]), str(record.get("tag", "")))
+            bad = [(n, v) for n, v in image_variables(key, value).items() if not valid_value(v)]
+            if bad:
+                # One image's refused value keeps only that image out of .devreg.env.
+                name, text = bad[0]
+                self.log(
+                    f"[{key}] not written to {ENV_FILE}: {name}={text!r} has characters outside "
+                    "[A-Za-z0-9._:/@-] (the file must be safe to source unquoted)"
+                )
+                continue
+            values[key] = value
         uses_registry = any(r.path == "local-registry" for r in self.routes.values())
         registry = self.endpoint.host if (self.endpoint is not None and uses_registry) else None
         return all_variables(values, registry=registry, image_count=len(self.config.images))

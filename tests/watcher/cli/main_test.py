@@ -255,6 +255,11 @@ def test_field_habits_parse(argv: list[str], expected: tuple[str, Any]) -> None:
         pytest.param(["env", "--kubeconfig", "k"], id="env-kubeconfig"),
         pytest.param(["stop", "-n", "dev"], id="stop-namespace"),
         pytest.param(["watch", "-o", "json"], id="watch-output"),
+        # nan would make the watcher wait on its queue forever (issue 15)
+        pytest.param(["watch", "--debounce", "nan"], id="debounce-nan"),
+        pytest.param(["up", "--timeout", "nan"], id="timeout-nan"),
+        pytest.param(["build", "--timeout", "inf"], id="timeout-inf"),
+        pytest.param(["watch", "--debounce", "-1"], id="debounce-negative"),
     ],
 )
 def test_field_habits_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
