@@ -14,11 +14,13 @@ errors and warnings.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO, assert_never
 
 from hookpkg.color import RED, YELLOW, paint
+from hookpkg.errors import printable
 from watcher.cli.results import (
     BuildResult,
     CheckResult,
@@ -132,10 +134,29 @@ def down_lines(result: DownResult) -> list[str]:
     return lines
 
 
+def _printable(value: Any) -> Any:
+    """``value`` with every string in it made safe for a terminal."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, Mapping):
+        return {printable(str(k)): _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value
+
+
 def status_lines(result: StatusResult, *, color: bool = False) -> list[str]:
     """What ``devreg status`` prints; with ``color``, what makes it exit 1 in
     red (failing) or yellow (cannot be told, or not running)."""
-    registry, watcher = result.registry, result.watcher
+    # What the status file and the cluster said reaches the terminal escaped: a
+    # planted status.json or a pod message must not send ESC sequences (issue 15).
+    registry = _printable(result.registry)
+    watcher = dataclasses.replace(
+        result.watcher,
+        images=_printable(result.watcher.images),
+        config_errors=_printable(list(result.watcher.config_errors)),
+        exec=_printable(result.watcher.exec),
+    )
 
     def bad(text: str) -> str:
         return paint(text, RED, color)

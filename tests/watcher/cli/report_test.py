@@ -3,6 +3,7 @@ docs/ and scripts read from stdout."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from hookpkg.report import FileResult
 from watcher.build.pipeline import Outcome
+from watcher.cli import report
 from watcher.cli.report import write
 from watcher.cli.results import (
     BuildResult,
@@ -608,3 +610,20 @@ def test_quiet_text_is_empty(result: Result) -> None:
     out = io.StringIO()
     write(result, "text", out, quiet=True)
     assert out.getvalue() == ""
+
+
+def test_status_text_escapes_control_characters_from_disk_and_cluster() -> None:
+    """A planted status.json or a pod's message must not drive the terminal (issue 15):
+    ESC sequences and other control characters are printed as escapes."""
+    evil = "\x1b]0;owned\x07\x1b[2J"
+    watcher = dataclasses.replace(
+        RUNNING,
+        images={"app\x1b[31m": {"state": "failed", "tag": None, "last_error": evil}},
+        config_errors=[f"devspace.yaml:1:1: error: {evil}"],
+    )
+    registry = {"error": f"cannot reach {evil}"}
+    out = io.StringIO()
+    report.write_text(StatusResult(watcher, registry, now=1000.0), out)
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b]0;owned\\x07" in text
