@@ -36,8 +36,11 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from watcher.build.dockerignore import ContextFilter, Found, candidate_ignore_files
+from watcher.safefile import read_private_bytes
 
 TAG_VERSION = "devreg-content-tag/1"
+# The cache of a very large context is well under this; a larger file is not ours.
+MAX_CACHE_FILE = 512 * 1024 * 1024
 CACHE_VERSION = "devreg-content-cache/2"
 TAG_LENGTH = 16
 _BUF = 1 << 20
@@ -163,9 +166,10 @@ class DigestCache:
             self._load(path)
 
     def _load(self, path: Path) -> None:
+        raw = read_private_bytes(path, limit=MAX_CACHE_FILE)  # never a FIFO, a device, a link
         try:
-            data = marshal.loads(path.read_bytes())
-        except (OSError, ValueError, EOFError, TypeError):
+            data = marshal.loads(raw) if raw is not None else None
+        except (ValueError, EOFError, TypeError):
             return
         if not isinstance(data, tuple) or len(data) != 2 or data[0] != CACHE_VERSION:
             return

@@ -20,6 +20,7 @@ from pathlib import Path
 from hookpkg.errors import FatalError
 from hookpkg.project import ENV_FILE as ENV_FILE  # re-exported: callers name it here
 from hookpkg.variables import valid_value
+from watcher.safefile import read_private
 
 HEADER = (
     "# Written by devreg: the images the cluster should run. Do not edit.\n"
@@ -57,20 +58,16 @@ def parse(text: str) -> dict[str, str]:
 
 
 def read(path: Path) -> dict[str, str]:
-    try:
-        return parse(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
+    """The variables of ``path``; nothing when it is missing or not a regular file (a
+    planted FIFO would block, a link to /dev/zero fill memory)."""
+    return parse(read_private(path) or "")
 
 
 def write_atomic(path: Path, text: str) -> bool:
     """Replace ``path`` with ``text`` atomically; returns False when the file
     already had exactly this content (nothing is written then)."""
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return False
-    except (FileNotFoundError, UnicodeDecodeError):
-        pass
+    if read_private(path) == text:
+        return False
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

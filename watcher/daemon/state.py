@@ -16,43 +16,7 @@ from typing import Any
 
 from hookpkg.errors import FatalError
 from hookpkg.project import STATE_DIR
-
-# A state file larger than this is not devreg's: it is reported as unreadable,
-# never read into memory (a planted link to /dev/zero, a huge file).
-MAX_STATE_FILE = 4 * 1024 * 1024
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically, never through a link: the temporary
-    file is created exclusively and without following links (a planted
-    ``watch.pid -> /etc/passwd`` is replaced as a link, its target untouched)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def read_private(path: Path) -> str | None:
-    """``path``'s text when it is a regular file of a sane size, else None (a FIFO, a
-    device, a link, a directory are never opened for reading)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_STATE_FILE:
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(MAX_STATE_FILE + 1).decode("utf-8", "replace")
-    finally:
-        os.close(fd)
+from watcher.safefile import read_private, write_private
 
 
 def _write_json(path: Path, data: Any) -> None:

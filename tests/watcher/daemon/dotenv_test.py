@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 from pathlib import Path
@@ -80,3 +81,18 @@ def test_a_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
         t.join()
     assert bad == []
     assert [p.name for p in tmp_path.iterdir()] == [".devreg.env"]  # no temp files left
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_planted_env_file_is_replaced_without_being_read(tmp_path: Path, kind: str) -> None:
+    """Issue 15: a .devreg.env that is a FIFO (a reader would block) or a link to
+    /dev/zero (a reader would fill memory) is neither read nor written through."""
+    path = tmp_path / ".devreg.env"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    assert dotenv.read(path) == {}
+    assert dotenv.write(path, {"RUNTIME_IMAGES_APP": "localhost:31234/app:1"})
+    assert path.is_file() and not path.is_symlink()
+    assert dotenv.read(path) == {"RUNTIME_IMAGES_APP": "localhost:31234/app:1"}

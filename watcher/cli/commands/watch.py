@@ -130,7 +130,11 @@ def _detach(
         argv += ["--jobs", str(jobs)]
     if exec_command:
         argv += ["--exec", exec_command]
-    with open(state.log_path, "ab") as log:
+    # Appended to, never through a link a cloned repository planted as watch.log.
+    log_fd = os.open(
+        state.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+    )
+    with os.fdopen(log_fd, "ab") as log:
         child = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
