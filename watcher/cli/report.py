@@ -147,7 +147,23 @@ def _printable(value: Any) -> Any:
 
 def status_lines(result: StatusResult, *, color: bool = False) -> list[str]:
     """What ``devreg status`` prints; with ``color``, what makes it exit 1 in
-    red (failing) or yellow (cannot be told, or not running)."""
+    red (failing) or yellow (cannot be told, or not running). A status file of a
+    shape the watcher never writes (edited, planted) is not shown, and says so."""
+    try:
+        return _status_lines(result, color=color)
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError):
+        blank = dataclasses.replace(
+            result.watcher, images={}, config_errors=[], exec=None, updated=None
+        )
+        lines = _status_lines(dataclasses.replace(result, watcher=blank), color=color)
+        return [
+            *lines,
+            f"  ({result.watcher.log_path.parent / 'status.json'} has a shape devreg never "
+            "writes: not shown)",
+        ]
+
+
+def _status_lines(result: StatusResult, *, color: bool = False) -> list[str]:
     # What the status file and the cluster said reaches the terminal escaped: a
     # planted status.json or a pod message must not send ESC sequences (issue 15).
     registry = _printable(result.registry)

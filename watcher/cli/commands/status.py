@@ -24,6 +24,25 @@ def _registry_info(config: Path, context: str | None, namespace: str | None) -> 
         return {"error": f"{type(e).__name__}: {e}"}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _images(value: Any) -> dict[str, dict[str, Any]]:
+    """The status file's images, as the watcher writes them; anything of another
+    shape (an edited or planted file) is left out, never trusted."""
+    if not isinstance(value, dict):
+        return {}
+    images = {}
+    for key, image in value.items():
+        if isinstance(image, dict):
+            image = dict(image)
+            if not isinstance(image.get("last_error_tail"), list):
+                image.pop("last_error_tail", None)
+            images[str(key)] = image
+    return images
+
+
 def status(
     *,
     config: Path = Path("devspace.yaml"),
@@ -38,10 +57,10 @@ def status(
         pid=state.read_pid() if running else None,
         log_path=state.log_path,
         log_written=state.log_path.exists(),
-        images=saved.get("images", {}),
-        config_errors=saved.get("config_errors", []),
-        exec=saved.get("exec"),
-        updated=saved.get("updated"),
+        images=_images(saved.get("images")),
+        config_errors=[str(e) for e in _list(saved.get("config_errors"))],
+        exec=saved.get("exec") if isinstance(saved.get("exec"), dict) else None,
+        updated=saved.get("updated") if isinstance(saved.get("updated"), int | float) else None,
     )
     registry = _registry_info(config, context, namespace)
     return StatusResult(watcher=watcher, registry=registry, now=time.time())
