@@ -65,6 +65,10 @@ def run_command(fn: Callable[[], int]) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `devreg env | head`
         return EXIT_OK
+    except PermissionError as e:  # a read-only .devreg or project: say which file
+        where = f" {e.filename}" if e.filename else ""
+        console.problem(f"devreg: error: cannot write or read{where}: {e.strerror or e}")
+        return EXIT_USAGE
     except ModuleNotFoundError as e:
         name = _runtime_module(e)
         if name is None:
