@@ -157,6 +157,9 @@ def _exec_flag(p: argparse.ArgumentParser, when: str) -> None:
     )
 
 
+_Command = Callable[[str, str], argparse.ArgumentParser]
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="devreg",
@@ -179,6 +182,13 @@ def make_parser() -> argparse.ArgumentParser:
         _output_flags(p)
         return p
 
+    for add in (_hook_commands, _registry_commands, _build_commands, _project_commands):
+        add(command)
+    return parser
+
+
+def _hook_commands(command: _Command) -> None:
+    """The hook's commands, check and preview (PyYAML only)."""
     p = command("check", "validate localRegistry and preview rewrites (the pre-commit hook)")
     _config_flag(p)
     _context_flag(p)  # kind's context name decides the kind-load path
@@ -203,6 +213,9 @@ def make_parser() -> argparse.ArgumentParser:
         help="ask the current cluster for the registry's node port and KEP-1755 registry",
     )
 
+
+def _registry_commands(command: _Command) -> None:
+    """The registry in the cluster: up, down, status."""
     p = command("up", "deploy the registry into the cluster, wait until it is ready, reach it")
     _cluster_flags(p)
     _format_flag(p)
@@ -226,6 +239,9 @@ def make_parser() -> argparse.ArgumentParser:
     _cluster_flags(p)
     _format_flag(p)
 
+
+def _build_commands(command: _Command) -> None:
+    """Builds: one pass (build), and the watcher (watch)."""
     p = command("build", "one build-and-deliver pass, then write .devreg.env")
     _cluster_flags(p)
     _format_flag(p)
@@ -252,6 +268,9 @@ def make_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_float, default=120.0, help="seconds to wait for the registry"
     )
 
+
+def _project_commands(command: _Command) -> None:
+    """The project's own state: stop the watcher, print the variables."""
     p = command("stop", "stop the background watcher")
     _config_flag(p)
 
@@ -259,7 +278,6 @@ def make_parser() -> argparse.ArgumentParser:
     _config_flag(p)
     _format_flag(p, ("dotenv", "json"))
     p.add_argument("--image", metavar="KEY", help="only this image's variables")
-    return parser
 
 
 class _VersionAction(argparse.Action):
