@@ -39,7 +39,7 @@ from typing import Any
 
 from . import nodes
 from .common import CACHE, STATE, Part, PartError, apt_install, log, proc_alive, run
-from .gobuild import go_command, go_env
+from .gobuild import go_install
 from .images import BASE_IMAGE, build_image, image_label, shared_libs
 
 NAME = "buildkit"
@@ -79,31 +79,13 @@ def rootlesskit_bin() -> Path:
 
 def build_rootlesskit() -> Path:
     """rootlesskit has no replace or exclude directives: a plain ``go install``."""
-    target = rootlesskit_bin()
-    if target.is_file():
-        return target
-    gobin = CACHE / "src" / f"rootlesskit-{ROOTLESSKIT_VERSION}-bin"
-    shutil.rmtree(gobin, ignore_errors=True)
-    gobin.mkdir(parents=True)
-    log(f"building rootlesskit {ROOTLESSKIT_VERSION} (go install)")
-    run(
+    go_install(
         f"{NAME} build (rootlesskit)",
-        [
-            go_command(),
-            "install",
-            "-trimpath",
-            "-ldflags",
-            "-s -w",
-            f"{ROOTLESSKIT_MODULE}/cmd/rootlesskit@{ROOTLESSKIT_VERSION}",
-        ],
-        cwd=CACHE,
-        env={**go_env(), "GOBIN": str(gobin), "GOFLAGS": ""},
-        log_path=CACHE / "logs" / f"rootlesskit-{ROOTLESSKIT_VERSION}.log",
-        timeout=1800,
+        f"{ROOTLESSKIT_MODULE}/cmd/rootlesskit",
+        ROOTLESSKIT_VERSION,
+        rootlesskit_bin(),
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    (gobin / "rootlesskit").replace(target)
-    return target
+    return rootlesskit_bin()
 
 
 PASSWD = (

@@ -199,35 +199,41 @@ def build_etcd() -> None:
     log(f"built etcd {ETCD_VERSION} in {time.monotonic() - t0:.0f}s")
 
 
-def build_kwok() -> None:
-    target = kwok_bin()
+def go_install(
+    part: str, package: str, version: str, target: Path, *, ldflags: str = "-s -w"
+) -> None:
+    """``go install package@version`` (a module without replace directives) into the
+    cache at ``target``, unless it is there; its log under ``<cache>/logs/``."""
     if target.is_file():
         return
-    part = "kube build (kwok)"
-    build_log = CACHE / "logs" / f"kwok-{KWOK_VERSION}.log"
-    log(f"building kwok {KWOK_VERSION} (go install); log: {build_log}")
-    gobin = CACHE / "src" / f"kwok-{KWOK_VERSION}-bin"
+    name = target.name
+    build_log = CACHE / "logs" / f"{name}-{version}.log"
+    log(f"building {name} {version} (go install); log: {build_log}")
+    gobin = CACHE / "src" / f"{name}-{version}-bin"
     shutil.rmtree(gobin, ignore_errors=True)
     gobin.mkdir(parents=True)
-    env = {**go_env(), "GOBIN": str(gobin), "GOFLAGS": ""}
     t0 = time.monotonic()
     run(
         part,
-        [
-            go_command(),
-            "install",
-            "-trimpath",
-            "-ldflags",
-            f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version={KWOK_VERSION}",
-            f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}",
-        ],
+        [go_command(), "install", "-trimpath", "-ldflags", ldflags, f"{package}@{version}"],
         cwd=CACHE,
-        env=env,
+        env={**go_env(), "GOBIN": str(gobin), "GOFLAGS": ""},
         log_path=build_log,
+        timeout=1800,
     )
     target.parent.mkdir(parents=True, exist_ok=True)
-    (gobin / "kwok").replace(target)
-    log(f"built kwok {KWOK_VERSION} in {time.monotonic() - t0:.0f}s")
+    (gobin / name).replace(target)
+    log(f"built {name} {version} in {time.monotonic() - t0:.0f}s")
+
+
+def build_kwok() -> None:
+    go_install(
+        "kube build (kwok)",
+        "sigs.k8s.io/kwok/cmd/kwok",
+        KWOK_VERSION,
+        kwok_bin(),
+        ldflags=f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version={KWOK_VERSION}",
+    )
 
 
 def build_all() -> None:

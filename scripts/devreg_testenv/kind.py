@@ -67,7 +67,7 @@ from .common import (
 )
 from .controlplane import Kube
 from .docker import DOCKER, DOCKER_HOST
-from .gobuild import build_all, go_command, go_env, k8s_bin_dir
+from .gobuild import build_all, go_install, k8s_bin_dir
 from .images import BASE_IMAGE, BUSYBOX_BIN, image_label, shared_libs
 from .nodes import (
     CNI_BIN,
@@ -132,34 +132,10 @@ def docker(
 
 
 def build_kind() -> None:
-    target = kind_bin()
-    if target.is_file():
+    if kind_bin().is_file():
         return
     with locked(CACHE / ".build.lock", "build"):
-        if target.is_file():
-            return
-        gobin = CACHE / "src" / f"kind-{KIND_VERSION}-bin"
-        shutil.rmtree(gobin, ignore_errors=True)
-        gobin.mkdir(parents=True)
-        log(f"building kind {KIND_VERSION} (go install)")
-        t0 = time.monotonic()
-        run(
-            "kind build",
-            [
-                go_command(),
-                "install",
-                "-trimpath",
-                "-ldflags",
-                "-s -w",
-                f"sigs.k8s.io/kind@{KIND_VERSION}",
-            ],
-            cwd=CACHE,
-            env={**go_env(), "GOBIN": str(gobin), "GOFLAGS": ""},
-            log_path=CACHE / "logs" / f"kind-{KIND_VERSION}.log",
-        )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        (gobin / "kind").replace(target)
-        log(f"built kind {KIND_VERSION} in {time.monotonic() - t0:.0f}s")
+        go_install("kind build", "sigs.k8s.io/kind", KIND_VERSION, kind_bin())
 
 
 # ---------------------------------------------------------------------------------------

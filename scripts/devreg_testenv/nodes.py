@@ -34,7 +34,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +58,7 @@ from .common import (
 )
 from .controlplane import Kube
 from .docker import DOCKER, DOCKER_HOST, docker_api
-from .gobuild import build_all, go_command, go_env, k8s_bin_dir
+from .gobuild import build_all, go_install, k8s_bin_dir
 from .images import BASE_IMAGE, REGISTRY_IMAGE, build_image
 from .pki import b64file, pki, sign
 
@@ -804,30 +803,12 @@ def crictl_bin() -> Path:
 
 
 def build_crictl() -> None:
-    target = crictl_bin()
-    if target.is_file():
-        return
-    part = "nodes build (crictl)"
-    gobin = CACHE / "src" / f"crictl-{CRICTL_VERSION}-bin"
-    shutil.rmtree(gobin, ignore_errors=True)
-    gobin.mkdir(parents=True)
-    log(f"building crictl {CRICTL_VERSION} (go install)")
-    run(
-        part,
-        [
-            go_command(),
-            "install",
-            "-trimpath",
-            "-ldflags",
-            "-s -w",
-            f"sigs.k8s.io/cri-tools/cmd/crictl@{CRICTL_VERSION}",
-        ],
-        cwd=CACHE,
-        env={**go_env(), "GOBIN": str(gobin), "GOFLAGS": ""},
-        log_path=CACHE / "logs" / f"crictl-{CRICTL_VERSION}.log",
+    go_install(
+        "nodes build (crictl)",
+        "sigs.k8s.io/cri-tools/cmd/crictl",
+        CRICTL_VERSION,
+        crictl_bin(),
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    (gobin / "crictl").replace(target)
 
 
 # ---------------------------------------------------------------------------------------
