@@ -15,15 +15,19 @@ from pathlib import Path
 MAX_STATE_FILE = 4 * 1024 * 1024
 
 
-def write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str, *, sync: bool = False) -> None:
     """Replace ``path`` with ``text`` atomically, never through a link: the temporary
     file is created exclusively and without following links (a planted
-    ``watch.pid -> /etc/passwd`` is replaced as a link, its target untouched)."""
+    ``watch.pid -> /etc/passwd`` is replaced as a link, its target untouched).
+    ``sync``: on disk before the rename (a file other programs read)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

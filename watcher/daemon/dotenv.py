@@ -9,18 +9,15 @@ new one, never a part.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from hookpkg.errors import FatalError
 from hookpkg.project import ENV_FILE as ENV_FILE  # re-exported: callers name it here
 from hookpkg.variables import valid_value
-from watcher.safefile import read_private
+from watcher.safefile import read_private, write_private
 
 HEADER = (
     "# Written by devreg: the images the cluster should run. Do not edit.\n"
@@ -68,18 +65,7 @@ def write_atomic(path: Path, text: str) -> bool:
     already had exactly this content (nothing is written then)."""
     if read_private(path) == text:
         return False
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_private(path, text, sync=True)
     return True
 
 
