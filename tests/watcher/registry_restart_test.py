@@ -64,6 +64,20 @@ def manifest_status(node_port: int, reference: str) -> int | None:
         return None
 
 
+def endpoint_addresses(core: client.CoreV1Api, namespace: str, name: str = "registry") -> set[str]:
+    """The ready addresses the Service's EndpointSlices list."""
+    slices = client.DiscoveryV1Api(core.api_client).list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={name}"
+    )
+    return {
+        address
+        for piece in slices.items
+        for endpoint in piece.endpoints or []
+        if endpoint.conditions is None or endpoint.conditions.ready is not False
+        for address in endpoint.addresses
+    }
+
+
 def ready_on_a_real_node(pod: Any, real_nodes: list[RealNode]) -> bool:
     statuses = pod.status.container_statuses or []
     return (
@@ -162,12 +176,22 @@ def test_emptydir_registry_gets_the_images_again_after_a_new_pod(
     reference = first["reference"]
     assert manifest_status(node_port, reference) == 200
 
-    replace_registry_pod(core, namespace, real_nodes)
-    # The new pod's emptyDir is empty: the manifest is gone (404 from the new registry).
-    status = wait_for(
-        lambda: manifest_status(node_port, reference), timeout=30, what="the registry to answer"
+    _, new = replace_registry_pod(core, namespace, real_nodes)
+    # The old pod's container may answer on the node port until the Service's endpoints
+    # (and then kube-proxy's rules) leave it: wait for the endpoints to list the new pod
+    # alone, then for the node port to answer from it.
+    wait_for(
+        lambda: endpoint_addresses(core, namespace) == {new.status.pod_ip},
+        timeout=30,
+        what="the Service's endpoints to list only the new pod",
     )
-    assert status == 404
+    # The new pod's emptyDir is empty: the manifest is gone (404 from the new registry).
+    # A 200 here can only be the old pod, still in kube-proxy's rules for a moment.
+    wait_for(
+        lambda: manifest_status(node_port, reference) == 404,
+        timeout=30,
+        what="the new (empty) registry to answer 404 for the old manifest",
+    )
 
     healed, err = build(hello, namespace)
     # Same content, same tag; not built again, pushed again from the local engine.
