@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from hookpkg.config import Config
 from hookpkg.errors import FatalError
 from hookpkg.project import ENV_FILE
 from watcher import console
@@ -56,7 +57,6 @@ def watch(
     state = StateDir(cfg.directory)
     state.acquire()
     session = Session(context=context, namespace=namespace, timeout=timeout, log=_log)
-    watcher: Watcher | None = None
     runner = (
         ExecCommand(
             exec_command, directory=cfg.directory, env_file=cfg.directory / ENV_FILE, log=_log
@@ -64,6 +64,26 @@ def watch(
         if exec_command
         else None
     )
+    try:
+        _run_until_stopped(cfg, state, session, debounce=debounce, jobs=jobs, runner=runner)
+        return WatchResult()
+    finally:
+        session.close()
+        state.release()
+
+
+def _run_until_stopped(
+    cfg: Config,
+    state: StateDir,
+    session: Session,
+    *,
+    debounce: float,
+    jobs: int | None,
+    runner: ExecCommand | None,
+) -> None:
+    """Watch in this thread until SIGINT or SIGTERM stops the watcher (before
+    it exists, the signal interrupts as ^C would)."""
+    watcher: Watcher | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         _log(f"{signal.Signals(signum).name}: stopping")
@@ -93,12 +113,9 @@ def watch(
             _log(f"after each delivery: `{runner.command}` (in {cfg.directory})")
         watcher.run()
         _log("stopped")
-        return WatchResult()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        session.close()
-        state.release()
 
 
 def _detach(
@@ -117,19 +134,7 @@ def _detach(
         raise FatalError(
             f"a devreg watcher (pid {state.read_pid()}) is already running for this project"
         )
-    # -q/-v carry over; --kubeconfig did already (KUBECONFIG is inherited);
-    # its log is a file: no colour.
-    argv = [sys.executable, "-m", "watcher", "watch", "-c", str(cfg.path.resolve())]
-    argv += [*console.current().flags(), "--color", "never"]
-    argv += ["--debounce", str(debounce), "--timeout", str(timeout)]
-    if context:
-        argv += ["--context", context]
-    if namespace:
-        argv += ["--namespace", namespace]
-    if jobs:
-        argv += ["--jobs", str(jobs)]
-    if exec_command:
-        argv += ["--exec", exec_command]
+    argv = _foreground_argv(cfg, context, namespace, debounce, jobs, timeout, exec_command)
     # Appended to, never through a link a cloned repository planted as watch.log.
     log_fd = os.open(
         state.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
@@ -143,7 +148,41 @@ def _detach(
             cwd=cfg.directory,
             start_new_session=True,
         )
-    deadline = time.monotonic() + timeout + DETACH_GRACE
+    return _wait_until_watching(child, state, timeout + DETACH_GRACE)
+
+
+def _foreground_argv(
+    cfg: Config,
+    context: str | None,
+    namespace: str | None,
+    debounce: float,
+    jobs: int | None,
+    timeout: float,
+    exec_command: str | None,
+) -> list[str]:
+    """The same ``devreg watch`` without ``--detach``, for the background process."""
+    # -q/-v carry over; --kubeconfig did already (KUBECONFIG is inherited);
+    # its log is a file: no colour.
+    argv = [sys.executable, "-m", "watcher", "watch", "-c", str(cfg.path.resolve())]
+    argv += [*console.current().flags(), "--color", "never"]
+    argv += ["--debounce", str(debounce), "--timeout", str(timeout)]
+    if context:
+        argv += ["--context", context]
+    if namespace:
+        argv += ["--namespace", namespace]
+    if jobs:
+        argv += ["--jobs", str(jobs)]
+    if exec_command:
+        argv += ["--exec", exec_command]
+    return argv
+
+
+def _wait_until_watching(
+    child: subprocess.Popen[bytes], state: StateDir, within: float
+) -> WatchResult:
+    """Return once the background watcher's status says it runs; its exit, or
+    no word within ``within`` seconds (then it is stopped), is a FatalError."""
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         code = child.poll()
         if code is not None:
@@ -159,6 +198,5 @@ def _detach(
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGTERM)
     raise FatalError(
-        f"the background watcher did not start within {timeout + DETACH_GRACE:.0f} s; "
-        f"log: {state.log_path}"
+        f"the background watcher did not start within {within:.0f} s; log: {state.log_path}"
     )
