@@ -336,35 +336,10 @@ class _Builder:
                     self._anchor(event, node, 1)
                 done: tuple[Node, int] = (node, 1)
             elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
-                if len(stack) >= MAX_DEPTH:
-                    raise _at(
-                        self.filename,
-                        event.start_mark,
-                        f"nested deeper than {MAX_DEPTH} levels; devreg stops reading here",
-                    )
-                mark = event.start_mark
-                is_map = kind is yaml.MappingStartEvent
-                keys: dict[str, Node] | None = {} if is_map else None
-                node = Node(
-                    {} if is_map else [],
-                    mark.line + 1,
-                    mark.column + 1,
-                    _MAP_TAG if is_map else _SEQ_TAG,
-                )
-                if keys is not None:
-                    node.keys = keys
-                if event.anchor is not None:
-                    self._anchor(event, node, None)
-                stack.append(_Frame(node, keys, event.anchor))
+                self._open(event, is_map=kind is yaml.MappingStartEvent)
                 continue
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-                frame = stack.pop()
-                if frame.merged:
-                    for k, v in frame.merged.items():
-                        frame.node.value.setdefault(k, v)
-                if frame.anchor is not None:
-                    self.anchors[frame.anchor] = (frame.node, frame.size)
-                done = (frame.node, frame.size)
+                done = self._close()
             elif kind is yaml.AliasEvent:
                 done = self._alias(event)
             elif kind is yaml.DocumentEndEvent:
@@ -375,6 +350,39 @@ class _Builder:
                 root = done[0]
             else:
                 self._attach(stack[-1], done[0], done[1])
+
+    def _open(self, event: Any, *, is_map: bool) -> None:
+        """A mapping or sequence starts: its node becomes the open frame."""
+        if len(self.stack) >= MAX_DEPTH:
+            raise _at(
+                self.filename,
+                event.start_mark,
+                f"nested deeper than {MAX_DEPTH} levels; devreg stops reading here",
+            )
+        mark = event.start_mark
+        keys: dict[str, Node] | None = {} if is_map else None
+        node = Node(
+            {} if is_map else [],
+            mark.line + 1,
+            mark.column + 1,
+            _MAP_TAG if is_map else _SEQ_TAG,
+        )
+        if keys is not None:
+            node.keys = keys
+        if event.anchor is not None:
+            self._anchor(event, node, None)
+        self.stack.append(_Frame(node, keys, event.anchor))
+
+    def _close(self) -> tuple[Node, int]:
+        """The open mapping or sequence ends: merged keys fill what it did not
+        set, its anchor gets its size; returns the node and its size."""
+        frame = self.stack.pop()
+        if frame.merged:
+            for k, v in frame.merged.items():
+                frame.node.value.setdefault(k, v)
+        if frame.anchor is not None:
+            self.anchors[frame.anchor] = (frame.node, frame.size)
+        return (frame.node, frame.size)
 
     def _anchor(self, event: Any, node: Node, size: int | None) -> None:
         if event.anchor is None:
