@@ -4,10 +4,10 @@ Why not the official client for every call: importing ``kubernetes`` costs
 about 0.5 s here (its models and auth plugins), more than ``kubectl get``
 takes in total, and ``devreg up`` runs at every watcher start. The calls
 devreg makes (get, list, server-side apply, delete) are plain JSON over
-HTTPS, so they go through :mod:`watcher.cluster.httpwire` on one kept-alive
-connection. The
-official client is still used where it earns its cost: the port-forward
-stream (:mod:`watcher.cluster.portforward`) and kubeconfig ``auth-provider`` entries
+HTTPS, so they go through :mod:`watcher.cluster.httpconn` (the standard
+library's ``http.client``) on one kept-alive connection. The official client
+is still used where it earns its cost: the port-forward stream
+(:mod:`watcher.cluster.portforward`) and kubeconfig ``auth-provider`` entries
 (legacy OIDC/GCP plugins), whose token logic it owns.
 
 Every API error becomes :class:`ApiError`, a :class:`~hookpkg.errors.FatalError`
@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 from hookpkg.delivery import KubeconfigError, kubeconfig_paths, merge_kubeconfig
 from hookpkg.errors import FatalError
 from watcher import console
-from watcher.cluster.httpwire import Connection, ProtocolError
+from watcher.cluster.httpconn import Connection, HeaderError, HTTPError
 
 FIELD_MANAGER = "devreg"
 DEFAULT_TIMEOUT = 10.0
@@ -43,6 +43,7 @@ APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 # kind -> (API prefix, plural, namespaced)
 _RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Namespace": ("/api/v1", "namespaces", False),
+    "Node": ("/api/v1", "nodes", False),
     "ConfigMap": ("/api/v1", "configmaps", True),
     "Service": ("/api/v1", "services", True),
     "Pod": ("/api/v1", "pods", True),
@@ -397,6 +398,7 @@ class Kube:
         if self._conn is None:
             default = 443 if self._scheme == "https" else 80
             self._conn = Connection(
+                self._scheme,
                 self._host,
                 self._port or default,
                 timeout=self.timeout,
@@ -456,7 +458,7 @@ class Kube:
         if query:
             url += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": accept, "User-Agent": "devreg", **self._auth.headers}
+        headers = {"Accept": accept, **self._auth.headers}
         if data is not None:
             headers["Content-Type"] = content_type
         started = time.monotonic()
@@ -467,7 +469,12 @@ class Kube:
                 try:
                     resp = conn.request(method, url, headers=headers, body=data)
                     break
-                except (OSError, ProtocolError) as e:
+                except HeaderError as e:
+                    raise FatalError(
+                        f"context {self.context!r}: cannot {action.describe()}: {e} "
+                        "(check the kubeconfig's token or the credential plugin's output)"
+                    ) from None
+                except (OSError, HTTPError) as e:
                     conn.close()
                     self._conn = None
                     # A kept-alive connection the server closed meanwhile
