@@ -8,7 +8,6 @@ goes through a :class:`~watcher.build.backends.BuildBackend`.
 
 from __future__ import annotations
 
-import http.client
 import random
 import string
 import threading
@@ -25,6 +24,7 @@ from watcher.build.backends import BuildBackend, BuildCancelled, BuildError, Bui
 from watcher.build.contenttag import Snapshot, content_tag
 from watcher.build.kind import load as kind_load
 from watcher.build.local import Engine
+from watcher.cluster import registryhttp
 from watcher.daemon import dotenv
 from watcher.daemon.state import StateDir
 
@@ -68,20 +68,9 @@ def registry_has(push_host: str, repository: str, tag: str, *, timeout: float = 
     """HEAD the manifest on a plain-HTTP loopback registry: True/False, or
     None when the registry does not answer."""
     path = repository.split("/", 1)[1] if "/" in repository else repository
-    host, _, port = push_host.partition(":")
-    conn = http.client.HTTPConnection(host, int(port or 80), timeout=timeout)
-    try:
-        conn.request("HEAD", f"/v2/{path}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES})
-        status = conn.getresponse().status
-    except OSError:
-        return None
-    finally:
-        conn.close()
-    if status == 200:
-        return True
-    if status == 404:
-        return False
-    return None
+    return registryhttp.manifest_present(
+        push_host, path, tag, accept=MANIFEST_TYPES, timeout=timeout
+    )
 
 
 def _random_tag(pattern: str) -> str:

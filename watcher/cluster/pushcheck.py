@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
 import json
 import os
 import re
-import socket
 import ssl
 import subprocess
 import threading
@@ -38,6 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from hookpkg.reference import InvalidReference, parse_reference
+from watcher.cluster.httpconn import HTTPError, Response
+from watcher.cluster.registryhttp import network_words
+from watcher.cluster.registryhttp import request as http_request
 
 DEFAULT_TIMEOUT = 5.0
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -190,44 +191,8 @@ def find_credentials(registry: str, env: Mapping[str, str] | None = None) -> Cre
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes
-
-
 class _Refused(Exception):
     """The check's answer is "no", for the reason in the message."""
-
-
-def _http(
-    method: str,
-    url: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    body: bytes | None = None,
-    timeout: float,
-    sslctx: ssl.SSLContext | None = None,
-) -> _Response:
-    parts = urllib.parse.urlsplit(url)
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(
-            parts.hostname or "", parts.port, timeout=timeout, context=sslctx
-        )
-    else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    try:
-        conn.request(method, target, body=body, headers={"User-Agent": "devreg", **(headers or {})})
-        resp = conn.getresponse()
-        data = resp.read(1 << 16)
-        return _Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
-    finally:
-        conn.close()
 
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
@@ -239,25 +204,24 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), dict(_CHALLENGE_PARAM.findall(rest))
 
 
-def _error_words(resp: _Response) -> str:
+def pick_challenge(headers: list[str]) -> tuple[str, dict[str, str]]:
+    """The challenge to answer among a 401's ``WWW-Authenticate`` headers
+    (a registry may offer several): Bearer, else Basic, else the first."""
+    challenges = [parse_challenge(h) for h in headers if h.strip()]
+    for wanted in ("bearer", "basic"):
+        for scheme, params in challenges:
+            if scheme == wanted:
+                return scheme, params
+    return challenges[0] if challenges else ("", {})
+
+
+def _error_words(resp: Response) -> str:
     try:
         errors = json.loads(resp.body).get("errors") or []
         text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
     except (ValueError, AttributeError):
         text = ""
     return f"{resp.status}" + (f" {text}" if text else "")
-
-
-def _network_words(error: BaseException, timeout: float) -> str:
-    if isinstance(error, TimeoutError | socket.timeout):
-        return f"no answer within {timeout:g} s"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, socket.gaierror):
-        return f"unknown host ({error.strerror})"
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return f"TLS certificate not accepted ({error.verify_message})"
-    return str(error) or type(error).__name__
 
 
 class PushChecker:
@@ -293,33 +257,33 @@ class PushChecker:
 
     # -- steps --
 
-    def _request(self, method: str, url: str, **kw: Any) -> _Response:
-        return _http(method, url, timeout=self.timeout, sslctx=self._sslctx, **kw)
+    def _request(self, method: str, url: str, **kw: Any) -> Response:
+        return http_request(method, url, timeout=self.timeout, sslctx=self._sslctx, **kw)
 
-    def _ping(self, registry: str) -> tuple[str, _Response]:
+    def _ping(self, registry: str) -> tuple[str, Response]:
         """``GET /v2/`` over HTTPS, or over HTTP when the server speaks HTTP."""
         try:
             return "https", self._request("GET", f"https://{registry}/v2/")
         except ssl.SSLCertVerificationError as e:
-            raise _Refused(_network_words(e, self.timeout)) from None
-        except (ssl.SSLError, ConnectionResetError, http.client.BadStatusLine) as tls_error:
+            raise _Refused(network_words(e, self.timeout)) from None
+        except (ssl.SSLError, ConnectionResetError, HTTPError) as tls_error:
             # The TLS handshake met something else: an HTTP server answers
             # the ClientHello with an HTTP 400. Ask it in its language.
             try:
                 resp = self._request("GET", f"http://{registry}/v2/")
-            except (OSError, http.client.HTTPException) as e:
+            except (OSError, HTTPError) as e:
                 raise _Refused(
-                    f"HTTPS failed ({_network_words(tls_error, self.timeout)}) and plain HTTP "
-                    f"too ({_network_words(e, self.timeout)})"
+                    f"HTTPS failed ({network_words(tls_error, self.timeout)}) and plain HTTP "
+                    f"too ({network_words(e, self.timeout)})"
                 ) from None
             if resp.status not in (200, 401):
                 raise _Refused(
-                    f"HTTPS failed ({_network_words(tls_error, self.timeout)}); over plain HTTP "
+                    f"HTTPS failed ({network_words(tls_error, self.timeout)}); over plain HTTP "
                     f"/v2/ answered {resp.status}, not a registry"
                 ) from None
             return "http", resp
-        except (OSError, http.client.HTTPException) as e:
-            raise _Refused(_network_words(e, self.timeout)) from None
+        except OSError as e:
+            raise _Refused(network_words(e, self.timeout)) from None
 
     def _token(self, params: Mapping[str, str], path: str, creds: Credentials | None) -> str:
         realm = params.get("realm")
@@ -353,9 +317,9 @@ class PushChecker:
                 resp = self._request(
                     "GET", realm + sep + urllib.parse.urlencode(query), headers=headers
                 )
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, HTTPError) as e:
             raise _Refused(
-                f"token service {realm} did not answer ({_network_words(e, self.timeout)})"
+                f"token service {realm} did not answer ({network_words(e, self.timeout)})"
             ) from None
         if resp.status != 200:
             raise _Refused(f"token service {realm} refused: {_error_words(resp)}")
@@ -369,13 +333,13 @@ class PushChecker:
         return str(token)
 
     def _authorization(
-        self, ping: _Response, registry: str, path: str, creds: Credentials | None
+        self, ping: Response, registry: str, path: str, creds: Credentials | None
     ) -> dict[str, str]:
         if ping.status == 200:
             return {}
         if ping.status != 401:
             raise _Refused(f"GET /v2/ answered {_error_words(ping)}")
-        scheme, params = parse_challenge(ping.headers.get("www-authenticate", ""))
+        scheme, params = pick_challenge(ping.header_all("www-authenticate"))
         if creds is not None and creds.registry_token:
             return {"Authorization": f"Bearer {creds.registry_token}"}
         if scheme == "bearer":
@@ -404,16 +368,16 @@ class PushChecker:
                     f"{base}/v2/{path}/blobs/uploads/",
                     headers={**auth, "Content-Length": "0"},
                 )
-            except (OSError, http.client.HTTPException) as e:
-                raise _Refused(f"blob upload: {_network_words(e, self.timeout)}") from None
+            except (OSError, HTTPError) as e:
+                raise _Refused(f"blob upload: {network_words(e, self.timeout)}") from None
             if resp.status not in (201, 202):
                 who = f" (credentials from {creds.source})" if creds else " (no credentials)"
                 raise _Refused(f"blob upload refused: {_error_words(resp)}{who}")
-            location = resp.headers.get("location")
+            location = resp.header("location")
             if resp.status == 202 and location:
                 # Leave nothing behind: cancel the upload we just started.
                 # (A failed DELETE is harmless: registries expire abandoned uploads.)
-                with contextlib.suppress(OSError, http.client.HTTPException):
+                with contextlib.suppress(OSError, HTTPError):
                     self._request(
                         "DELETE", urllib.parse.urljoin(base + "/", location), headers=auth
                     )

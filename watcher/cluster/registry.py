@@ -56,7 +56,7 @@ from hookpkg.project import load_project
 from hookpkg.registry_objects import check_registry_settings
 from watcher import console
 from watcher.cluster import deploy as deploy
-from watcher.cluster.httpconn import Connection, HTTPError
+from watcher.cluster import registryhttp
 from watcher.cluster.kep1755 import LocalRegistryHosting, read_hosting
 from watcher.cluster.kube import DEFAULT_TIMEOUT, Kube
 
@@ -105,19 +105,7 @@ def check_namespace_flag(namespace: str | None) -> None:
 def answers_v2(hostport: str, *, timeout: float = PROBE_TIMEOUT) -> str | None:
     """None when ``http://hostport/v2/`` answers as a registry does (200 or
     401), else why not, in words."""
-    host, _, port = hostport.rpartition(":")
-    conn = Connection("http", host.strip("[]"), int(port), timeout=timeout)
-    try:
-        status = conn.request("GET", "/v2/").status
-    except TimeoutError:
-        return f"no answer within {timeout:g} s"
-    except ConnectionRefusedError:
-        return "connection refused"
-    except (OSError, HTTPError) as e:
-        return str(e) or type(e).__name__
-    finally:
-        conn.close()
-    return None if status in (200, 401) else f"GET /v2/ answered {status}"
+    return registryhttp.answers_v2(hostport, timeout=timeout)
 
 
 # --- ensure -------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from watcher.cluster.pushcheck import (
     PushChecker,
     find_credentials,
     parse_challenge,
+    pick_challenge,
     registry_and_path,
 )
 
@@ -246,6 +247,26 @@ def test_registry_and_path(image: str, expected: tuple[str, str]) -> None:
 )
 def test_parse_challenge(header: str, expected: tuple[str, dict[str, str]]) -> None:
     assert parse_challenge(header) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param(
+            ['Basic realm="r"', 'Bearer realm="https://a/t"'],
+            ("bearer", {"realm": "https://a/t"}),
+            id="bearer-after-basic",
+        ),
+        pytest.param(
+            ["Negotiate x", 'Basic realm="r"'], ("basic", {"realm": "r"}), id="basic-over-unknown"
+        ),
+        pytest.param(["Negotiate"], ("negotiate", {}), id="unknown"),
+        pytest.param([], ("", {}), id="none"),
+    ],
+)
+def test_pick_challenge(headers: list[str], expected: tuple[str, dict[str, str]]) -> None:
+    """A registry may send several WWW-Authenticate headers; each is seen."""
+    assert pick_challenge(headers) == expected
 
 
 @pytest.mark.parametrize(

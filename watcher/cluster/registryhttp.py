@@ -1,0 +1,82 @@
+"""The one HTTP client devreg uses to talk to registries (the Distribution
+API, ``/v2/``): the reachability probe of ``up`` and ``status``
+(:func:`answers_v2`), the "is this tag there" question of a pipeline
+(:func:`manifest_present`) and the requests of the push check
+(:func:`request`, :mod:`watcher.cluster.pushcheck`).
+
+Each call opens one connection (:mod:`watcher.cluster.httpconn`) and closes
+it: registries are asked a few questions per run, and a closed connection
+leaves nothing to go stale between a watcher's rounds.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import urllib.parse
+
+from watcher.cluster.httpconn import Connection, HTTPError, Response
+
+PROBE_TIMEOUT = 2.0
+DEFAULT_TIMEOUT = 5.0
+MAX_BODY = 1 << 16  # error documents and tokens; nothing devreg asks for is larger
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    sslctx: ssl.SSLContext | None = None,
+) -> Response:
+    """One request to ``url`` (http or https). Raises OSError or
+    :data:`HTTPError` when no HTTP answer came."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    with Connection(parts.scheme, parts.hostname, port, timeout=timeout, sslctx=sslctx) as conn:
+        return conn.request(method, target, headers=headers, body=body, max_body=MAX_BODY)
+
+
+def network_words(error: BaseException, timeout: float) -> str:
+    """Why no answer came, in words."""
+    if isinstance(error, TimeoutError | socket.timeout):
+        return f"no answer within {timeout:g} s"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, socket.gaierror):
+        return f"unknown host ({error.strerror})"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted ({error.verify_message})"
+    return str(error) or type(error).__name__
+
+
+def _url(hostport: str, path: str) -> str:
+    return f"http://{hostport}{path}"
+
+
+def answers_v2(hostport: str, *, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """None when ``http://hostport/v2/`` answers as a registry does (200 or
+    401), else why not, in words."""
+    try:
+        status = request("GET", _url(hostport, "/v2/"), timeout=timeout).status
+    except (OSError, HTTPError) as e:
+        return network_words(e, timeout)
+    return None if status in (200, 401) else f"GET /v2/ answered {status}"
+
+
+def manifest_present(
+    hostport: str, path: str, reference: str, *, accept: str, timeout: float = DEFAULT_TIMEOUT
+) -> bool | None:
+    """HEAD ``/v2/<path>/manifests/<reference>`` on a plain-HTTP registry:
+    True (200), False (404), or None when it gives no such answer."""
+    url = _url(hostport, f"/v2/{path}/manifests/{urllib.parse.quote(reference, safe=':')}")
+    try:
+        status = request("HEAD", url, headers={"Accept": accept}, timeout=timeout).status
+    except (OSError, HTTPError):
+        return None
+    return {200: True, 404: False}.get(status)
