@@ -12,15 +12,17 @@ from pathlib import Path
 from hookpkg import config as config_mod
 from hookpkg.delivery import Cluster, classify_cluster
 from hookpkg.errors import FatalError
+from hookpkg.nodehost import registry_host as _node_registry_host
 from hookpkg.project import project_paths
 from hookpkg.report import FileResult, exit_code, write_json, write_text
 from hookpkg.rewrite import make_preview
 from hookpkg.validate import validate
-from hookpkg.variables import NODE_PORT_PLACEHOLDER
 
 
 def registry_host(node_port: int | None) -> str:
-    return f"localhost:{node_port}" if node_port else NODE_PORT_PLACEHOLDER
+    """``localhost:<nodePort>`` (``DEVREG_NODE_HOST`` may name another loopback
+    host), or ``localhost:[NODE_PORT]`` while the port is unknown."""
+    return _node_registry_host(node_port)
 
 
 def check_file(path: Path, cluster: Cluster, *, registry: str, preview: bool = True) -> FileResult:

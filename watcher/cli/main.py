@@ -225,6 +225,7 @@ def _registry_commands(command: _Command) -> None:
         default=120.0,
         help="seconds to wait until the registry is ready and answers here (default 120)",
     )
+    _probe_flag(p)
 
     p = command("down", "remove the registry from the cluster")
     _cluster_flags(p)
@@ -238,6 +239,16 @@ def _registry_commands(command: _Command) -> None:
     )
     _cluster_flags(p)
     _format_flag(p)
+    _probe_flag(p)
+
+
+def _probe_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-probe",
+        dest="probe",
+        action="store_false",
+        help="skip the pull probe (one pod per node pulls from the registry; cached)",
+    )
 
 
 def _build_commands(command: _Command) -> None:

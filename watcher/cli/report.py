@@ -73,7 +73,9 @@ def text_lines(
 ) -> list[str]:
     match result:
         case UpResult():
-            return up_lines(result.endpoint)
+            return up_lines(result.endpoint) + probe_lines(
+                result.probe.as_json() if result.probe else None
+            )
         case DownResult():
             return down_lines(result)
         case StatusResult():
@@ -118,6 +120,14 @@ def up_lines(endpoint: RegistryEndpoint) -> list[str]:
             "(verified; it ends with this command, `devreg watch` keeps its own)"
         )
     return lines
+
+
+def probe_lines(probe: Mapping[str, Any] | None) -> list[str]:
+    if probe is None:
+        return []
+    from watcher.cluster.pullprobe import format_probe
+
+    return format_probe(probe)
 
 
 def down_lines(result: DownResult) -> list[str]:
@@ -185,7 +195,9 @@ def _status_lines(result: StatusResult, *, color: bool = False) -> list[str]:
     else:
         from watcher.cluster.registry import format_status
 
-        lines = format_status(registry)
+        lines = format_status(registry) + [
+            f"  {line}" for line in probe_lines(registry.get("pull_probe"))
+        ]
     if watcher.running:
         lines.append(f"watcher: running (pid {watcher.pid}), log {watcher.log_path}")
     else:
@@ -280,7 +292,8 @@ def write_json(result: Result, out: TextIO) -> None:
 
             out.write(dotenv.to_json(result.variables))
         case UpResult():
-            _dump(result.endpoint.as_json(), out, sort_keys=True)
+            probe = result.probe.as_json() if result.probe else None
+            _dump({**result.endpoint.as_json(), "pull_probe": probe}, out, sort_keys=True)
         case DownResult():
             _dump(down_json(result), out, sort_keys=True)
         case StatusResult():

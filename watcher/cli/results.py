@@ -19,6 +19,7 @@ from watcher.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER
 if TYPE_CHECKING:
     from hookpkg.report import FileResult
     from watcher.build.pipeline import Outcome
+    from watcher.cluster.pullprobe import ProbeResult
     from watcher.cluster.registry import RegistryEndpoint
     from watcher.daemon.exec_cmd import ExecResult
 
@@ -42,10 +43,14 @@ class UpResult:
     Closed: a port-forward it needed ended with the command."""
 
     endpoint: RegistryEndpoint
+    probe: ProbeResult | None = None  # None: not run (--no-probe, or nothing to reach)
 
     @property
     def exit_code(self) -> int:
-        return EXIT_OK
+        # A node that cannot pull is the user's to fix (the diagnosis says how); a
+        # probe that could not run at all (no pods allowed) is only reported.
+        failed = self.probe is not None and self.probe.error is None and not self.probe.ok
+        return EXIT_USER if failed else EXIT_OK
 
 
 @dataclass(frozen=True)
@@ -104,9 +109,9 @@ def registry_problems(reg: Mapping[str, Any]) -> list[str]:
     if "error" in reg:
         return [f"registry: cannot tell ({reg['error']})"]
     if reg.get("kep1755"):  # the cluster's own registry: nothing of devreg's to be Ready
-        return (
-            [] if reg.get("answers", True) else ["registry: the KEP-1755 registry does not answer"]
-        )
+        if not reg.get("answers", True):
+            return ["registry: the KEP-1755 registry does not answer"]
+        return probe_problems(reg.get("pull_probe"))
     if not reg.get("deployed"):
         needed = [k for k, w in (reg.get("paths") or {}).items() if w == "local-registry"]
         return (
@@ -116,7 +121,22 @@ def registry_problems(reg: Mapping[str, Any]) -> list[str]:
         )
     # Deployed (and used) but its pod is not Ready: pushes fail; its lines
     # ("pod_problems") say what the kubelet reported.
-    return [] if reg.get("pod_ready") else ["registry: its pod is not Ready"]
+    if not reg.get("pod_ready"):
+        return ["registry: its pod is not Ready"]
+    return probe_problems(reg.get("pull_probe"))
+
+
+def probe_problems(probe: Any) -> list[str]:
+    """Nodes that cannot pull from the registry (the pull probe); a probe that
+    could not run is shown, not counted."""
+    if not isinstance(probe, Mapping) or probe.get("error"):
+        return []
+    failing = [
+        str(n.get("node"))
+        for n in probe.get("nodes") or []
+        if isinstance(n, Mapping) and n.get("state") in ("failed", "timeout")
+    ]
+    return [f"registry: node(s) {', '.join(failing)} cannot pull from it"] if failing else []
 
 
 def watcher_problems(w: WatcherStatus) -> list[str]:

@@ -52,6 +52,7 @@ from hookpkg import plan as plan_mod
 from hookpkg.config import Config
 from hookpkg.delivery import Cluster, PathWord, classify_cluster, delivery_path
 from hookpkg.errors import FatalError
+from hookpkg.nodehost import registry_host as node_registry_host
 from hookpkg.project import load_project
 from hookpkg.registry_objects import check_registry_settings
 from watcher import console
@@ -129,6 +130,11 @@ class RegistryEndpoint:
     _forwarder: Forwarder | None = field(default=None, repr=False)
     _opener: PodPortOpener | None = field(default=None, repr=False)
     _kube: Kube | None = field(default=None, repr=False)
+
+    @property
+    def api(self) -> Kube | None:
+        """The API client ``ensure_registry`` used, while the endpoint is open."""
+        return self._kube
 
     @property
     def reachable(self) -> bool:
@@ -433,7 +439,7 @@ def _ensure(
     ns = registry_namespace(config, namespace, kube)
     deployed = deploy.ensure_objects(kube, config.local_registry, ns, log=log)
     pod = deploy.wait_ready(kube, deployed, timeout=timeout, log=log)
-    host = f"localhost:{deployed.node_port}"
+    host = node_registry_host(deployed.node_port)
     endpoint = RegistryEndpoint(
         host=host,
         push_host=host,
@@ -630,7 +636,7 @@ def status_info(
             "workload_kind": observed.workload_kind,
             "service_type": observed.service_type,
             "node_port": observed.node_port,
-            "host": f"localhost:{observed.node_port}" if observed.node_port else None,
+            "host": node_registry_host(observed.node_port) if observed.node_port else None,
             "pod": observed.pod.name if observed.pod else None,
             "pod_phase": observed.pod.phase if observed.pod else None,
             "pod_ready": bool(observed.pod and observed.pod.ready),

@@ -184,3 +184,14 @@ class StateDir:
             finally:
                 os.close(lock_fd)
             return current
+
+
+def trusted_state_dir(config_dir: Path) -> Path | None:
+    """``<config_dir>/.devreg``, made if missing, for a cache that may be skipped;
+    None when it is not devreg's to trust (a link, a file: :meth:`StateDir.check`)."""
+    state = StateDir(config_dir)
+    try:
+        state.ensure()
+    except (FatalError, OSError):
+        return None
+    return state.root

@@ -10,7 +10,7 @@ from typing import Any
 from hookpkg.errors import FatalError
 from hookpkg.project import project_paths
 from watcher.cli.results import StatusResult, WatcherStatus
-from watcher.daemon.state import StateDir
+from watcher.daemon.state import StateDir, trusted_state_dir
 
 
 def _registry_info(config: Path, context: str | None, namespace: str | None) -> dict[str, Any]:
@@ -22,6 +22,32 @@ def _registry_info(config: Path, context: str | None, namespace: str | None) -> 
         return {"error": str(e)}
     except Exception as e:  # an unreachable API server raises its own types
         return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _probe(registry: dict[str, Any], state_dir: Path | None, context: str | None) -> dict[str, Any]:
+    """The pull probe for the registry status found answering (cached: a clean
+    result is reused until the registry, its port or the nodes change)."""
+    from watcher.cluster.kube import Kube
+    from watcher.cluster.pullprobe import probe_pulls
+
+    try:
+        with Kube(context) as kube:
+            return probe_pulls(
+                kube,
+                namespace=registry.get("namespace") or kube.namespace,
+                registry=registry.get("name") or "devreg",
+                host=registry["host"],
+                push_host=registry["host"],
+                registry_id={
+                    "source": "kep-1755" if registry.get("kep1755") else "deployed",
+                    "namespace": registry.get("namespace"),
+                    "name": registry.get("name"),
+                    "kind": registry.get("workload_kind"),
+                },
+                state_dir=state_dir,
+            ).as_json()
+    except FatalError as e:
+        return {"host": registry["host"], "ok": False, "error": str(e), "nodes": []}
 
 
 def _list(value: Any) -> list[Any]:
@@ -48,8 +74,10 @@ def status(
     config: Path = Path("devspace.yaml"),
     context: str | None = None,
     namespace: str | None = None,
+    probe: bool = True,
 ) -> StatusResult:
-    state = StateDir(project_paths(config).directory)
+    config_dir = project_paths(config).directory
+    state = StateDir(config_dir)
     running = state.watcher_running()
     saved = state.read_status() or {}
     watcher = WatcherStatus(
@@ -63,4 +91,9 @@ def status(
         updated=saved.get("updated") if isinstance(saved.get("updated"), int | float) else None,
     )
     registry = _registry_info(config, context, namespace)
+    if probe and registry.get("answers") and registry.get("host"):
+        registry = {
+            **registry,
+            "pull_probe": _probe(registry, trusted_state_dir(config_dir), context),
+        }
     return StatusResult(watcher=watcher, registry=registry, now=time.time())
