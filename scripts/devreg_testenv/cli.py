@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import buildkit, controlplane, docker, images, kind, nodes, registry
+from . import buildkit, controlplane, docker, images, kind, nodes, proxy, registry
 from .common import (
     STATE,
     Part,
@@ -57,6 +57,7 @@ PARTS: dict[str, Part] = {
     "nodes": nodes.PART,
     "kind": kind.PART,
     "buildkit": buildkit.PART,
+    "proxy": proxy.PART,
 }
 PROCESSES = tuple(name for part in PARTS.values() for name in part.processes)
 

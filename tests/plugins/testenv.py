@@ -10,6 +10,8 @@ Session fixtures:
 * ``kube_api_client``: a kubernetes ``ApiClient`` for context ``devreg-test`` (admin).
 * ``limited_kube_api_client``: the same for ``devreg-test-limited`` (may not create
   Deployments in ``devreg-limited``).
+* ``tinyproxy``: the tinyproxy binary of part ``proxy`` (brought up when it is not);
+  tests start their own proxies with it (tests/watcher/proxies.py).
 * ``kind_cluster``: the kind cluster of part ``kind`` (:class:`KindCluster`: its name,
   context, node container, the kind binary and the PATH kind runs with).
 
@@ -43,6 +45,7 @@ FIXTURES = (
     "limited_kube_api_client",
     "real_nodes",
     "kind_cluster",
+    "tinyproxy",
 )
 
 
@@ -168,6 +171,17 @@ def testenv() -> Iterator[TestEnv]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def tinyproxy(testenv: TestEnv) -> str:
+    binary = os.environ.get("DEVREG_TEST_TINYPROXY", "")
+    if not binary:
+        proc = _run_script("up", "proxy", timeout=UP_TIMEOUT)
+        binary = parse_exports(proc.stdout).get("DEVREG_TEST_TINYPROXY", "")
+        if proc.returncode != 0 or not binary:
+            _unavailable(f"scripts/testenv up proxy failed:\n{_tail(proc.stderr)}")
+    return binary
 
 
 @pytest.fixture(scope="session")

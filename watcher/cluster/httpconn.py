@@ -4,10 +4,12 @@ API server in :mod:`watcher.cluster.kube`, registries in
 
 The protocol is the standard library's ``http.client``: it skips ``100
 Continue`` before the final answer, keeps repeated headers, joins folded
-ones, refuses CR/LF in what it sends. What this module adds around it: the
-TLS server name (kubeconfig ``tls-server-name``), header values checked
-before anything is sent (:class:`HeaderError`), and a :class:`Response` read
-whole, with every header kept in order.
+ones, refuses CR/LF in what it sends. What this module adds around it: an
+HTTP proxy (:mod:`watcher.cluster.netproxy`: ``CONNECT`` for https, the
+absolute URL for http, as Go's client does), the TLS server name (kubeconfig
+``tls-server-name``), header values checked before anything is sent
+(:class:`HeaderError`), and a :class:`Response` read whole, with every header
+kept in order.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
+
+from watcher.cluster.netproxy import Proxy
 
 # What a request may raise besides OSError (a closed kept-alive connection is
 # http.client.RemoteDisconnected, which is both).
@@ -90,6 +94,7 @@ class Connection:
         timeout: float,
         sslctx: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         if scheme not in ("http", "https"):
             raise ValueError(f"not an HTTP scheme: {scheme!r}")
@@ -97,17 +102,32 @@ class Connection:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.proxy = proxy
         self._conn: http.client.HTTPConnection
+        # Through a proxy: the socket goes to the proxy; https asks it for a
+        # tunnel (CONNECT host:port), http sends it absolute URLs.
+        near_host, near_port = (proxy.host, proxy.port) if proxy else (host, port)
+        self._origin = ""
+        self._proxy_headers: dict[str, str] = {}
+        if proxy is not None and proxy.authorization:
+            self._proxy_headers["Proxy-Authorization"] = proxy.authorization
         if scheme == "https":
             self._conn = _HTTPSConnection(
-                host,
-                port,
+                near_host,
+                near_port,
                 timeout=timeout,
                 context=sslctx or ssl.create_default_context(),
                 server_hostname=server_hostname,
             )
+            if proxy is not None:
+                check_headers(self._proxy_headers)
+                self._conn.set_tunnel(host, port, headers=self._proxy_headers)
+                self._proxy_headers = {}
         else:
-            self._conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            self._conn = http.client.HTTPConnection(near_host, near_port, timeout=timeout)
+            if proxy is not None:
+                bracketed = f"[{host}]" if ":" in host else host
+                self._origin = f"http://{bracketed}:{port}"
 
     @property
     def is_open(self) -> bool:
@@ -134,12 +154,12 @@ class Connection:
         """Send one request and read its final answer (after any ``100
         Continue``). ``max_body``: read at most that much of the body, and
         close the connection (the rest is not wanted)."""
-        headers = {"User-Agent": "devreg", **(headers or {})}
+        headers = {"User-Agent": "devreg", **self._proxy_headers, **(headers or {})}
         check_headers(headers)
         if body is None and method in ("POST", "PUT", "PATCH"):
             body = b""
         try:
-            self._conn.request(method, target, body=body, headers=headers)
+            self._conn.request(method, self._origin + target, body=body, headers=headers)
             resp = self._conn.getresponse()
             data = resp.read() if max_body is None else resp.read(max_body)
         except BaseException:

@@ -18,6 +18,7 @@ the server, and says what to do.
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import re
@@ -26,7 +27,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,7 +35,8 @@ from typing import Any, NamedTuple
 from hookpkg.delivery import KubeconfigError, kubeconfig_paths, merge_kubeconfig
 from hookpkg.errors import FatalError
 from watcher import console
-from watcher.cluster.httpconn import Connection, HeaderError, HTTPError
+from watcher.cluster.httpconn import Connection, HeaderError, HTTPError, Response
+from watcher.cluster.netproxy import Proxy, parse_proxy, proxy_for
 
 FIELD_MANAGER = "devreg"
 DEFAULT_TIMEOUT = 10.0
@@ -219,8 +221,9 @@ class _Auth:
     cert_files: tuple[str, str] | None = None  # from the official client's fallback
 
 
-def _exec_credential(ctx: KubeContext) -> _Auth:
-    """Run the kubeconfig's ``exec`` plugin (EKS, GKE, OIDC login helpers)."""
+def _exec_credential(ctx: KubeContext) -> tuple[_Auth, datetime.datetime | None]:
+    """Run the kubeconfig's ``exec`` plugin (EKS, GKE, OIDC login helpers):
+    the credentials and when they expire (None: they do not say)."""
     spec = ctx.user["exec"]
     command = str(spec.get("command") or "")
     if "/" in command and not os.path.isabs(command):
@@ -262,7 +265,79 @@ def _exec_credential(ctx: KubeContext) -> _Auth:
     if status.get("clientCertificateData") and status.get("clientKeyData"):
         auth.cert = str(status["clientCertificateData"]).encode()
         auth.key = str(status["clientKeyData"]).encode()
-    return auth
+    expiry = None
+    stamp = status.get("expirationTimestamp")
+    if stamp:
+        try:
+            expiry = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        except ValueError:
+            raise FatalError(
+                f"context {ctx.name!r}: the credential plugin {command!r} printed "
+                f"expirationTimestamp {stamp!r}, which is not an RFC 3339 time"
+            ) from None
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=datetime.UTC)
+    return auth, expiry
+
+
+class ExecCredentials:
+    """The credentials of one kubeconfig user's ``exec`` plugin, shared by
+    every client in the process (the API client, the port-forward and exec
+    streams), as kubectl keeps them: the plugin runs again when its
+    ``expirationTimestamp`` has passed, or when the API server answered 401
+    to them, and once per refresh however many clients asked."""
+
+    def __init__(self, ctx: KubeContext) -> None:
+        self._ctx = ctx
+        self._lock = threading.Lock()
+        self._auth: _Auth | None = None
+        self._expiry: datetime.datetime | None = None
+        self.runs = 0  # how many times the plugin ran (status, tests)
+
+    def _run(self) -> _Auth:
+        self._auth, self._expiry = _exec_credential(self._ctx)
+        self.runs += 1
+        return self._auth
+
+    def current(self) -> _Auth:
+        """The cached credentials; the plugin runs when there are none yet or
+        they have expired."""
+        with self._lock:
+            now = datetime.datetime.now(datetime.UTC)
+            if self._auth is None or (self._expiry is not None and now >= self._expiry):
+                return self._run()
+            return self._auth
+
+    def rejected(self, auth: _Auth) -> _Auth:
+        """The API server refused ``auth`` (401): new credentials, from one
+        plugin run however many clients saw the 401 with the same ones."""
+        with self._lock:
+            if self._auth is auth or self._auth is None:
+                return self._run()
+            return self._auth
+
+
+_EXEC_CACHES: dict[str, ExecCredentials] = {}
+_EXEC_CACHES_LOCK = threading.Lock()
+
+
+def exec_credentials(ctx: KubeContext) -> ExecCredentials | None:
+    """The process's credential cache of ``ctx``'s user, None when the user
+    has no ``exec`` plugin. One per user: the same name in the same
+    kubeconfig files with the same plugin settings."""
+    spec = ctx.user.get("exec")
+    if not spec:
+        return None
+    key = json.dumps(
+        [ctx.user_name, [str(f) for f in ctx.files], str(ctx.user_dir), spec],
+        sort_keys=True,
+        default=str,
+    )
+    with _EXEC_CACHES_LOCK:
+        cache = _EXEC_CACHES.get(key)
+        if cache is None:
+            cache = _EXEC_CACHES[key] = ExecCredentials(ctx)
+        return cache
 
 
 def _official_client_auth(ctx: KubeContext) -> _Auth:
@@ -286,11 +361,17 @@ def _official_client_auth(ctx: KubeContext) -> _Auth:
     return auth
 
 
-def _user_auth(ctx: KubeContext) -> _Auth:
+def _user_auth(ctx: KubeContext, from_exec: _Auth | None = None) -> _Auth:
+    """The credentials of ``ctx``'s user. ``from_exec``: what its ``exec``
+    plugin gave (:class:`ExecCredentials`); it wins over static entries."""
     user = ctx.user
     if user.get("auth-provider"):
         return _official_client_auth(ctx)
-    auth = _exec_credential(ctx) if user.get("exec") else _Auth()
+    if from_exec is None and user.get("exec"):
+        cache = exec_credentials(ctx)
+        assert cache is not None
+        from_exec = cache.current()
+    auth = _Auth(dict(from_exec.headers), from_exec.cert, from_exec.key) if from_exec else _Auth()
     token = user.get("token")
     if not token and user.get("tokenFile"):
         token_bytes = _file_or_data({"tokenFile": user["tokenFile"]}, "tokenFile", ctx.user_dir)
@@ -333,6 +414,103 @@ def _ssl_context(ctx: KubeContext, auth: _Auth) -> ssl.SSLContext:
     return sslctx
 
 
+def api_server_proxy(ctx: KubeContext) -> Proxy | None:
+    """The proxy to the API server: the cluster's ``proxy-url`` (which wins,
+    as in kubectl, ``NO_PROXY`` included), else ``HTTPS_PROXY``/``NO_PROXY``."""
+    configured = ctx.cluster.get("proxy-url")
+    if configured:
+        where = ", ".join(str(f) for f in ctx.files)
+        return parse_proxy(str(configured), f"proxy-url of context {ctx.name!r} in {where}")
+    url = urllib.parse.urlsplit(ctx.server)
+    default = 443 if url.scheme == "https" else 80
+    return proxy_for(url.scheme, url.hostname or "", url.port or default)
+
+
+def _apply_proxy(cfg: Any, proxy: Proxy | None) -> None:
+    """Tell the official client's Configuration the proxy devreg decided on.
+
+    Its websocket library (port-forward, exec) reads ``HTTPS_PROXY`` and
+    ``NO_PROXY`` itself, with other rules (a ``host:port`` entry never
+    matches), unless it is given a proxy host; the ``no_proxy`` it is given is
+    looked at only then. So a direct connection is said as a placeholder
+    proxy that ``no_proxy = *`` rules out (for the REST calls too: urllib3 is
+    given no proxy then), and a proxied one with a ``no_proxy`` that matches
+    nothing, so that neither library decides again."""
+    if proxy is None:
+        cfg.proxy = "http://no-proxy.devreg.invalid:9"  # never connected to: no_proxy is *
+        cfg.no_proxy = "*"
+        cfg.proxy_headers = None
+    else:
+        cfg.proxy = proxy.url()
+        cfg.no_proxy = "no-proxy.devreg.invalid"
+        cfg.proxy_headers = (
+            {"proxy-authorization": proxy.authorization} if proxy.authorization else None
+        )
+
+
+class OfficialClient(NamedTuple):
+    api_client: Any  # kubernetes.client.ApiClient
+    credentials_rejected: Callable[[], bool]
+    """Call after a 401: True when new credentials came (worth one more try)."""
+
+
+def official_client(context: str | None = None) -> OfficialClient:
+    """The official client for ``context``, for the streams (port-forward,
+    exec): the same credentials as :class:`Kube` (one exec plugin cache per
+    user, :class:`ExecCredentials`) and the same proxy. ``auth-provider``
+    users keep the official client's own loading (it owns those plugins)."""
+    from kubernetes import client, config
+
+    ctx = load_context(context)
+    if ctx.user.get("auth-provider"):
+        new_client: Any = config.new_client_from_config
+        api = new_client(config_file=official_client_config_file(), context=ctx.name)
+        _apply_proxy(api.configuration, api_server_proxy(ctx))
+        return OfficialClient(api, lambda: False)
+    cache = exec_credentials(ctx)
+    cfg: Any = client.Configuration()
+    applied: list[_Auth | None] = [None]
+
+    def apply(exec_auth: _Auth | None) -> None:
+        auth = _user_auth(ctx, exec_auth)
+        cluster = {k: v for k, v in ctx.cluster.items() if k != "certificate-authority"}
+        ca = _file_or_data(ctx.cluster, "certificate-authority", ctx.cluster_dir)
+        if ca:
+            cluster["certificate-authority-data"] = base64.b64encode(ca).decode()
+        user: dict[str, str] = {}
+        if auth.cert and auth.key:
+            user["client-certificate-data"] = base64.b64encode(auth.cert).decode()
+            user["client-key-data"] = base64.b64encode(auth.key).decode()
+        doc = {
+            "current-context": "devreg",
+            "contexts": [{"name": "devreg", "context": {"cluster": "c", "user": "u"}}],
+            "clusters": [{"name": "c", "cluster": cluster}],
+            "users": [{"name": "u", "user": user}],
+        }
+        load: Any = config.load_kube_config_from_dict
+        load(doc, context="devreg", client_configuration=cfg, persist_config=False)
+        if "Authorization" in auth.headers:
+            cfg.api_key = {"BearerToken": auth.headers["Authorization"]}
+        _apply_proxy(cfg, api_server_proxy(ctx))
+        cfg.refresh_api_key_hook = refresh
+        applied[0] = exec_auth
+
+    def refresh(_: Any) -> None:
+        if cache is not None:
+            current = cache.current()
+            if current is not applied[0]:
+                apply(current)
+
+    def rejected() -> bool:
+        if cache is None or applied[0] is None:
+            return False
+        apply(cache.rejected(applied[0]))
+        return True
+
+    apply(cache.current() if cache is not None else None)
+    return OfficialClient(client.ApiClient(cfg), rejected)
+
+
 # --- the client ------------------------------------------------------------------------------
 
 _RBAC = re.compile(
@@ -362,7 +540,11 @@ class Kube:
         self._host = url.hostname
         self._port = url.port
         self._prefix = url.path.rstrip("/")
-        self._auth = _user_auth(self.ctx)
+        self._proxy = api_server_proxy(self.ctx)
+        auth_provider = bool(self.ctx.user.get("auth-provider"))
+        self._exec = None if auth_provider else exec_credentials(self.ctx)
+        self._exec_auth = self._exec.current() if self._exec is not None else None
+        self._auth = _user_auth(self.ctx, self._exec_auth)
         self._sslctx = _ssl_context(self.ctx, self._auth) if url.scheme == "https" else None
         self._conn: Connection | None = None
         self._lock = threading.Lock()
@@ -404,8 +586,23 @@ class Kube:
                 timeout=self.timeout,
                 sslctx=self._sslctx,
                 server_hostname=self.ctx.cluster.get("tls-server-name"),
+                proxy=self._proxy,
             )
         return self._conn
+
+    def _use_exec_auth(self, exec_auth: _Auth) -> None:
+        """Switch to what the exec plugin gave now (a new client certificate
+        needs a new TLS context, hence a new connection)."""
+        if exec_auth is self._exec_auth:
+            return
+        old = self._auth
+        self._exec_auth = exec_auth
+        self._auth = _user_auth(self.ctx, exec_auth)
+        if self._scheme == "https" and (old.cert, old.key) != (self._auth.cert, self._auth.key):
+            self._sslctx = _ssl_context(self.ctx, self._auth)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def _unreachable(self, action: Action, error: BaseException) -> FatalError:
         if isinstance(error, TimeoutError | socket.timeout):
@@ -416,9 +613,10 @@ class Kube:
             why = "connection refused"
         else:
             why = str(error) or type(error).__name__
+        through = f"through {self._proxy.describe()} " if self._proxy else ""
         return FatalError(
             f"cannot reach the Kubernetes API server {self.server} (context {self.context!r}) "
-            f"to {action.describe()}: {why}. Is the cluster running? "
+            f"{through}to {action.describe()}: {why}. Is the cluster running? "
             f"Check with `kubectl --context {self.context} cluster-info`."
         )
 
@@ -458,36 +656,55 @@ class Kube:
         if query:
             url += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": accept, **self._auth.headers}
+        headers = {"Accept": accept}
         if data is not None:
             headers["Content-Type"] = content_type
         started = time.monotonic()
         with self._lock:
-            for attempt in (1, 2):
-                conn = self._connection()
-                reused = conn.is_open
-                try:
-                    resp = conn.request(method, url, headers=headers, body=data)
-                    break
-                except HeaderError as e:
-                    raise FatalError(
-                        f"context {self.context!r}: cannot {action.describe()}: {e} "
-                        "(check the kubeconfig's token or the credential plugin's output)"
-                    ) from None
-                except (OSError, HTTPError) as e:
-                    conn.close()
-                    self._conn = None
-                    # A kept-alive connection the server closed meanwhile
-                    # (reset, broken pipe, TLS EOF): one fresh try. Every
-                    # request devreg makes is idempotent. A timeout is not
-                    # retried: the caller's deadline counts.
-                    if attempt == 1 and reused and not isinstance(e, TimeoutError):
-                        continue
-                    raise self._unreachable(action, e) from None
+            if self._exec is not None:
+                self._use_exec_auth(self._exec.current())  # runs the plugin once expired
+            resp = self._exchange(method, url, headers, data, action)
+            if resp.status == 401 and self._exec is not None and self._exec_auth is not None:
+                # As kubectl: credentials refused are refreshed once, then
+                # the request is made again with them.
+                self._use_exec_auth(self._exec.rejected(self._exec_auth))
+                resp = self._exchange(method, url, headers, data, action)
         ms = (time.monotonic() - started) * 1000
         origin = self.server.removesuffix(self._prefix)
         console.detail(f"{method} {origin}{url} {resp.status} in {ms:.0f} ms")
         return resp.status, resp.body
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        data: bytes | None,
+        action: Action,
+    ) -> Response:
+        """One request on the kept-alive connection (the lock held)."""
+        headers = {**headers, **self._auth.headers}
+        for attempt in (1, 2):
+            conn = self._connection()
+            reused = conn.is_open
+            try:
+                return conn.request(method, url, headers=headers, body=data)
+            except HeaderError as e:
+                raise FatalError(
+                    f"context {self.context!r}: cannot {action.describe()}: {e} "
+                    "(check the kubeconfig's token or the credential plugin's output)"
+                ) from None
+            except (OSError, HTTPError) as e:
+                conn.close()
+                self._conn = None
+                # A kept-alive connection the server closed meanwhile
+                # (reset, broken pipe, TLS EOF): one fresh try. Every
+                # request devreg makes is idempotent. A timeout is not
+                # retried: the caller's deadline counts.
+                if attempt == 1 and reused and not isinstance(e, TimeoutError):
+                    continue
+                raise self._unreachable(action, e) from None
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def error(self, action: Action, status: int, body: Mapping[str, Any]) -> ApiError:
         """The user-facing error for a failed request."""

@@ -11,8 +11,11 @@ API server hiccuped) the opener looks the pod up again and the attempt is
 retried until ``connect_timeout``.
 
 :class:`PodPortOpener` opens those streams through the Kubernetes API with the
-official client's port-forward stream (a websocket per connection). The
-official client is imported only here and only when a forward is needed.
+official client's port-forward stream (a websocket per connection), with
+devreg's credentials and proxy (:func:`watcher.cluster.kube.official_client`:
+an exec plugin's credentials are shared with the API client and refreshed on
+a 401). The official client is imported only here and only when a forward is
+needed.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hookpkg.errors import FatalError
-from watcher.cluster.kube import official_client_config_file
+from watcher.cluster.kube import official_client
 
 Log = Callable[[str], None]
 _CHUNK = 1 << 16
@@ -265,6 +268,11 @@ def _api_exception_words(e: Any) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(e).__name__
 
 
+def _unauthorized(e: Any) -> bool:
+    status = getattr(e, "status", 0)
+    return bool(status == 401 or "Handshake status 401" in str(getattr(e, "reason", "") or e))
+
+
 class PodPortOpener:
     """Opens a stream to ``port`` of the registry's current pod. The pod name
     is cached and looked up again after a failure (the pod was replaced)."""
@@ -277,17 +285,17 @@ class PodPortOpener:
         find_pod: Callable[[], str | None],
         port: int,
     ) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        new_client: Any = config.new_client_from_config
         self._namespace = namespace
         self._port = port
         self._find_pod = find_pod
         self._pod: str | None = None
         self._lock = threading.Lock()
-        api_client = new_client(config_file=official_client_config_file(), context=context)
-        self._api_client = api_client
-        self._core = client.CoreV1Api(api_client)
+        official = official_client(context)
+        self._api_client = official.api_client
+        self._credentials_rejected = official.credentials_rejected
+        self._core = client.CoreV1Api(official.api_client)
 
     def close(self) -> None:
         self._api_client.close()
@@ -302,13 +310,24 @@ class PodPortOpener:
             pod = self._find_pod()
             if pod is None:
                 raise OpenError(f"no Ready registry pod in namespace {self._namespace!r}")
-        try:
-            pf = portforward(
+
+        def open_forward() -> Any:
+            return portforward(
                 self._core.connect_get_namespaced_pod_portforward,
                 pod,
                 self._namespace,
                 ports=str(self._port),
             )
+
+        try:
+            try:
+                pf = open_forward()
+            except ApiException as e:
+                # The websocket handshake's 401: credentials expired or
+                # revoked. Refreshed once (shared with the API client).
+                if not _unauthorized(e) or not self._credentials_rejected():
+                    raise
+                pf = open_forward()
         except (ApiException, OSError) as e:
             with self._lock:
                 self._pod = None  # maybe replaced: look it up next time

@@ -258,7 +258,9 @@ class PushChecker:
     # -- steps --
 
     def _request(self, method: str, url: str, **kw: Any) -> Response:
-        return http_request(method, url, timeout=self.timeout, sslctx=self._sslctx, **kw)
+        return http_request(
+            method, url, timeout=self.timeout, sslctx=self._sslctx, env=self._env, **kw
+        )
 
     def _ping(self, registry: str) -> tuple[str, Response]:
         """``GET /v2/`` over HTTPS, or over HTTP when the server speaks HTTP."""

@@ -6,7 +6,9 @@ API, ``/v2/``): the reachability probe of ``up`` and ``status``
 
 Each call opens one connection (:mod:`watcher.cluster.httpconn`) and closes
 it: registries are asked a few questions per run, and a closed connection
-leaves nothing to go stale between a watcher's rounds.
+leaves nothing to go stale between a watcher's rounds. Proxy settings are
+honoured (:mod:`watcher.cluster.netproxy`); loopback registries are always
+reached directly.
 """
 
 from __future__ import annotations
@@ -14,12 +16,18 @@ from __future__ import annotations
 import socket
 import ssl
 import urllib.parse
+from collections.abc import Mapping
 
 from watcher.cluster.httpconn import Connection, HTTPError, Response
+from watcher.cluster.netproxy import proxy_for
 
 PROBE_TIMEOUT = 2.0
 DEFAULT_TIMEOUT = 5.0
 MAX_BODY = 1 << 16  # error documents and tokens; nothing devreg asks for is larger
+
+
+class ProxyFailure(OSError):
+    """No answer through the proxy; the message names the proxy."""
 
 
 def request(
@@ -30,16 +38,28 @@ def request(
     body: bytes | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     sslctx: ssl.SSLContext | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Response:
-    """One request to ``url`` (http or https). Raises OSError or
+    """One request to ``url`` (http or https), through the proxy ``env``
+    (default: the process's environment) names for it. Raises OSError or
     :data:`HTTPError` when no HTTP answer came."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    with Connection(parts.scheme, parts.hostname, port, timeout=timeout, sslctx=sslctx) as conn:
+    proxy = proxy_for(parts.scheme, parts.hostname, port, env)
+    conn = Connection(
+        parts.scheme, parts.hostname, port, timeout=timeout, sslctx=sslctx, proxy=proxy
+    )
+    try:
         return conn.request(method, target, headers=headers, body=body, max_body=MAX_BODY)
+    except OSError as e:
+        if proxy is None or isinstance(e, ssl.SSLError):
+            raise
+        raise ProxyFailure(f"through {proxy.describe()}: {network_words(e, timeout)}") from e
+    finally:
+        conn.close()
 
 
 def network_words(error: BaseException, timeout: float) -> str:

@@ -34,7 +34,7 @@ from hookpkg.reference import split_domain
 from watcher.build.backends import BuildCancelled, BuildError, BuildRequest, BuildResult
 from watcher.build.buildkit import context as context_mod
 from watcher.build.buildkit.transport import ExecTransport, Transport
-from watcher.cluster.kube import official_client_config_file
+from watcher.cluster.kube import official_client
 
 Log = Callable[[str], None]
 
@@ -228,10 +228,10 @@ def from_context(
 ) -> BuildkitBackend:
     """:func:`in_cluster_backend` with the official client of a kubeconfig
     context (``None``: the current one); ``close()`` releases it."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    new_client: Any = config.new_client_from_config
-    core = client.CoreV1Api(new_client(config_file=official_client_config_file(), context=context))
+    # devreg's credentials (one exec plugin cache per user) and proxy.
+    core = client.CoreV1Api(official_client(context).api_client)
     transport = ExecTransport(
         core, namespace=namespace, selector=f"app={registry_name}", owns_client=True
     )
