@@ -19,6 +19,7 @@ from watcher.cli.errors import run_command
 from watcher.cli.main import COMMANDS, RUNTIME_COMMANDS, Invocation, main, parse
 
 CONFIG = Path("devspace.yaml")
+NO_PROFILE = {"profiles": [], "profile_activation": True}  # no -p; activation on
 
 
 @pytest.mark.parametrize(
@@ -47,6 +48,8 @@ CONFIG = Path("devspace.yaml")
                     "namespace": "dev",
                     "node_port": None,
                     "cluster": True,
+                    "profiles": [],
+                    "profile_activation": True,
                 },
                 "json",
             ),
@@ -55,7 +58,16 @@ CONFIG = Path("devspace.yaml")
         pytest.param(
             ["up", "--timeout", "5"],
             Invocation(
-                "up", {"config": CONFIG, "context": None, "namespace": None, "timeout": 5.0}
+                "up",
+                {
+                    "config": CONFIG,
+                    "context": None,
+                    "namespace": None,
+                    "timeout": 5.0,
+                    "probe": True,
+                    "profiles": [],
+                    "profile_activation": True,
+                },
             ),
             id="up",
         ),
@@ -71,7 +83,13 @@ CONFIG = Path("devspace.yaml")
         pytest.param(
             ["status", "-c", "x/devspace.yaml"],
             Invocation(
-                "status", {"config": Path("x/devspace.yaml"), "context": None, "namespace": None}
+                "status",
+                {
+                    "config": Path("x/devspace.yaml"),
+                    "context": None,
+                    "namespace": None,
+                    "probe": True,
+                },
             ),
             id="status",
         ),
@@ -86,6 +104,8 @@ CONFIG = Path("devspace.yaml")
                     "keys": ["app"],
                     "exec_command": "make deploy",
                     "timeout": 120.0,
+                    "profiles": [],
+                    "profile_activation": True,
                 },
             ),  # fmt: skip
             id="build",
@@ -103,6 +123,8 @@ CONFIG = Path("devspace.yaml")
                     "jobs": None,
                     "exec_command": None,
                     "timeout": 120.0,
+                    "profiles": [],
+                    "profile_activation": True,
                 },
             ),  # fmt: skip
             id="watch",
@@ -110,12 +132,12 @@ CONFIG = Path("devspace.yaml")
         pytest.param(["stop"], Invocation("stop", {"config": CONFIG}), id="stop"),
         pytest.param(
             ["env", "--image", "app"],
-            Invocation("env", {"config": CONFIG, "image": "app"}, "dotenv"),
+            Invocation("env", {"config": CONFIG, "image": "app", **NO_PROFILE}, "dotenv"),
             id="env-dotenv",
         ),
         pytest.param(
             ["env", "--format", "json"],
-            Invocation("env", {"config": CONFIG, "image": None}, "json"),
+            Invocation("env", {"config": CONFIG, "image": None, **NO_PROFILE}, "json"),
             id="env-json",
         ),
     ],

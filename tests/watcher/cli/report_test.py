@@ -27,6 +27,7 @@ from watcher.cli.results import (
     WatchResult,
 )
 from watcher.cluster.kep1755 import LocalRegistryHosting
+from watcher.cluster.pullprobe import NodeResult, ProbeResult
 from watcher.cluster.registry import RegistryEndpoint
 from watcher.daemon.exec_cmd import ExecResult
 
@@ -168,6 +169,47 @@ TEXT = [
         "  node port  31234\n"
         "  reach      localhost:31234 answers GET /v2/\n",
         id="up-localhost",
+    ),
+    pytest.param(
+        # A probe result as watcher.cluster.pullprobe makes it (the real probe runs in
+        # tests/watcher/cluster/pullprobe_test.py): what up prints, and its exit code.
+        UpResult(
+            DEPLOYED,
+            ProbeResult(
+                "localhost:31234",
+                [
+                    NodeResult("kwok-0", "skipped", says="taint fake=true:NoSchedule"),
+                    NodeResult("node-0", "pulled", 0.4),
+                    NodeResult(
+                        "node-1",
+                        "failed",
+                        0.5,
+                        message="dial tcp 127.0.0.1:31234: connect: connection refused",
+                        cause="no-loopback-nodeport",
+                        says="nothing answers",
+                        fix="run kube-proxy in iptables mode",
+                        snippets=["a\n  b"],
+                    ),
+                ],
+                seconds=0.61,
+            ),
+        ),
+        "registry localhost:31234 is ready\n"
+        "  context    dev (https://10.0.0.1:6443)\n"
+        "  namespace  devreg\n"
+        "  name       registry\n"
+        "  workload   Deployment\n"
+        "  node port  31234\n"
+        "  reach      localhost:31234 answers GET /v2/\n"
+        "pull probe: 1 of 3 node(s) pull localhost:31234/… (0.61 s)\n"
+        "  kwok-0: skipped (taint fake=true:NoSchedule)\n"
+        "  node-0: pulls\n"
+        "  node-1: cannot pull (no-loopback-nodeport): nothing answers\n"
+        "    kubelet: dial tcp 127.0.0.1:31234: connect: connection refused\n"
+        "    fix: run kube-proxy in iptables mode\n"
+        "      a\n"
+        "        b\n",
+        id="up-probe-failed",
     ),
     pytest.param(
         UpResult(FORWARDED),
@@ -350,6 +392,7 @@ JSON = [
   "namespace": "devreg",
   "node_port": 31234,
   "pod": "registry-0",
+  "pull_probe": null,
   "push_host": "127.0.0.1:31234",
   "reach": "port-forward",
   "reach_error": null,
@@ -377,6 +420,7 @@ JSON = [
   "namespace": null,
   "node_port": null,
   "pod": null,
+  "pull_probe": null,
   "push_host": "localhost:5001",
   "reach": "kep-1755",
   "reach_error": null,
@@ -627,3 +671,11 @@ def test_status_text_escapes_control_characters_from_disk_and_cluster() -> None:
     text = out.getvalue()
     assert "\x1b" not in text and "\x07" not in text
     assert "\\x1b]0;owned\\x07" in text
+
+
+def test_up_exits_1_when_a_node_cannot_pull_and_0_when_the_probe_could_not_run() -> None:
+    failed = next(p.values[0] for p in TEXT if p.id == "up-probe-failed")
+    assert failed.exit_code == 1
+    assert UpResult(DEPLOYED).exit_code == 0
+    could_not = ProbeResult("localhost:31234", error="pods/create forbidden")
+    assert UpResult(DEPLOYED, could_not).exit_code == 0

@@ -67,7 +67,10 @@ def test_up_text_then_json_then_down(
     assert "  name       registry" in lines
     assert "  workload   Deployment" in lines
     assert f"  node port  {port}" in lines
-    assert lines[-1] == f"  reach      localhost:{port} answers GET /v2/"
+    assert f"  reach      localhost:{port} answers GET /v2/" in lines
+    # Then the pull probe, every real node pulling from localhost:<port> (issue 14).
+    assert any(line.startswith("pull probe: ") and f"localhost:{port}/" in line for line in lines)
+    assert "  devreg-node-0: pulls" in lines
     assert answers_v2(f"localhost:{port}") is None
 
     rc, out, err = run(capsys, "up", *common, "--format", "json")
@@ -84,8 +87,9 @@ def test_up_text_then_json_then_down(
     assert doc["reach_error"] is None
     assert set(doc) == {
         "context", "host", "kep1755", "name", "namespace", "node_port", "pod", "push_host",
-        "reach", "reach_error", "reachable", "server", "source", "workload_kind",
+        "reach", "reach_error", "reachable", "server", "source", "workload_kind", "pull_probe",
     }  # fmt: skip
+    assert doc["pull_probe"]["ok"] is True and doc["pull_probe"]["cached"] is True
 
     rc, out, err = run(capsys, "down", *common, "--format", "json")
     assert rc == 0, err
@@ -175,10 +179,12 @@ def test_up_away_from_the_nodes_reaches_the_registry_through_a_port_forward(
     assert first.returncode == 0, first.stderr
     port = int(first.stdout.split("node port  ", 1)[1].split()[0])
     assert first.stdout.splitlines()[0] == f"registry localhost:{port} is ready"
-    assert first.stdout.splitlines()[-1] == (
+    assert (
         f"  reach      through a port-forward 127.0.0.1:{port} -> the registry pod "
         "(verified; it ends with this command, `devreg watch` keeps its own)"
-    )
+    ) in first.stdout.splitlines()
+    # The probe image went in through that port-forward; the nodes pulled it.
+    assert "  devreg-node-1: pulls" in first.stdout.splitlines()
     assert (
         f"waiting for localhost:{port} to answer GET /v2/ (the registry has just become Ready; "
         "a port-forward is tried too after 3 s;"
