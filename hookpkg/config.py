@@ -9,9 +9,10 @@ still be shown. Only a missing or unreadable main file raises
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +31,7 @@ DEFAULT_SIZE = "5Gi"
 
 Builder = Literal["docker", "buildkit", "buildkit-incluster", "kaniko", "custom"]
 ELIGIBLE_BUILDERS: frozenset[str] = frozenset({"docker", "buildkit"})
-_OLD_VERSION = re.compile(r"v1(alpha|beta)[0-9]+", re.ASCII)  # fullmatch
+_OLD_VERSION = re.compile(r"v1beta([1-9]|1[01])", re.ASCII)  # fullmatch: DevSpace's own
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Config:
     local_registry: LocalRegistry
     has_local_registry: bool  # the section is present
     images: Mapping[str, Image]
+    profiles: tuple[str, ...] = ()  # the profiles applied, in order (hookpkg.profiles)
 
 
 @dataclass
@@ -112,6 +114,10 @@ class Loaded:
     old_version: str | None = None
     # What is left to read for this config (the manifests the preview reads too).
     budget: ReadBudget = field(default_factory=lambda: ReadBudget(Limits()))
+    # The profiles applied (names, in order) and their nodes (``id``): ``sources``
+    # are then the files as the profiles left them.
+    profiles: tuple[str, ...] = ()
+    applied_profiles: frozenset[int] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -151,8 +157,20 @@ def _parse(text: str, path: Path, display: str, out: Loaded) -> Source | None:
     return Source(path, display, root)
 
 
-def load(path: Path, *, display: str | None = None, env: Mapping[str, str] | None = None) -> Loaded:
-    """Read and parse the config and its local imports (raises only for exit 2)."""
+def load(
+    path: Path,
+    *,
+    display: str | None = None,
+    env: Mapping[str, str] | None = None,
+    profiles: Sequence[str] | None = None,
+    activation: bool = True,
+) -> Loaded:
+    """Read and parse the config and its local imports (raises only for exit 2).
+
+    ``profiles`` (``-p``, in order) are applied with DevSpace's semantics, and so
+    are the profiles whose ``activation`` matches unless ``activation`` is False
+    (:mod:`hookpkg.profiles`); ``None`` (the hook) applies none: the file is
+    checked as written."""
     display = display if display is not None else str(path)
     env = os.environ if env is None else env
     try:
@@ -175,9 +193,44 @@ def load(path: Path, *, display: str | None = None, env: Mapping[str, str] | Non
     out.sources.append(main)
     _collect(main, out)
     _follow_imports(main, out)
-    vars_nodes = [(s.display, s.root.get("vars")) for s in reversed(out.sources)]
-    out.vars = _merged_vars([(f, n) for f, n in vars_nodes if n is not None], env)
+    out.vars = _vars_of(out.sources, env)
+    if profiles is not None:
+        _apply_profiles(out, profiles, env, activation)
     return out
+
+
+def _vars_of(sources: list[Source], env: Mapping[str, str]) -> Vars:
+    vars_nodes = [(s.display, s.root.get("vars")) for s in reversed(sources)]
+    return _merged_vars([(f, n) for f, n in vars_nodes if n is not None], env)
+
+
+def _apply_profiles(
+    out: Loaded, profiles: Sequence[str], env: Mapping[str, str], activation: bool
+) -> None:
+    """The files as the profiles leave them; the sections read again from them."""
+    from hookpkg.profiles import apply_profiles  # not for the hook, which applies none
+
+    applied = apply_profiles(
+        [(s.display, s.root) for s in out.sources],
+        profiles,
+        env=env,
+        vars_=out.vars,
+        activation=activation,
+    )
+    out.diagnostics.extend(applied.diagnostics)
+    if applied.roots is None:
+        return
+    out.sources = [
+        dataclasses.replace(s, root=r) for s, r in zip(out.sources, applied.roots, strict=True)
+    ]
+    out.main = out.sources[0]
+    out.local_registry = None
+    out.images = {}
+    for source in out.sources:
+        _collect(source, out)
+    out.vars = _vars_of(out.sources, env)
+    out.profiles = applied.active
+    out.applied_profiles = applied.applied
 
 
 def _collect(source: Source, out: Loaded) -> None:
@@ -468,4 +521,5 @@ def build_config(loaded: Loaded, *, directory: Path) -> Config:
         local_registry=build_local_registry(loaded),
         has_local_registry=loaded.local_registry is not None,
         images=images,
+        profiles=loaded.profiles,
     )

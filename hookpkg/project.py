@@ -15,7 +15,7 @@ This module joins :mod:`hookpkg.config` (reading) and :mod:`hookpkg.validate`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,11 +58,22 @@ class Project:
     paths: Paths
 
 
-def load_project(path: Path, *, env: Mapping[str, str] | None = None) -> Project:
+def load_project(
+    path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    profiles: Sequence[str] = (),
+    activation: bool = True,
+) -> Project:
     """Read, validate and build the config at ``path``. ``config`` is None when it has
-    errors (or predates ``localRegistry``); the diagnostics say why."""
+    errors (or predates ``localRegistry``); the diagnostics say why.
+
+    The profiles are DevSpace's: ``profiles`` (``-p``, in order) after those their
+    ``activation`` turns on (unless ``activation`` is False), applied to the
+    document before it is validated and built (:mod:`hookpkg.profiles`); an
+    error in a profile is a diagnostic like any other."""
     paths = project_paths(path)
-    loaded = load(path, env=env)
+    loaded = load(path, env=env, profiles=profiles, activation=activation)
     if loaded.main is None or loaded.old_version is not None:
         return Project(None, loaded.diagnostics, paths)
     diagnostics = loaded.diagnostics + validate(loaded)

@@ -319,12 +319,14 @@ def _misplaced(src: Source) -> Iterator[Diagnostic]:
 
 def _profiles(src: Source, loaded: Loaded) -> Iterator[Diagnostic]:
     """Profiles ``merge``/``replace`` whole sections: a ``localRegistry`` there
-    is a top-level one and gets the same checks."""
+    is a top-level one and gets the same checks. A profile that was applied
+    (``-p``, ``activation``: :mod:`hookpkg.profiles`) is checked where it landed,
+    in the top-level ``localRegistry``, and not a second time here."""
     profiles = src.root.get("profiles")
     if profiles is None or not profiles.is_seq:
         return
     for i, profile in enumerate(profiles.value):
-        if not profile.is_map:
+        if not profile.is_map or id(profile) in loaded.applied_profiles:
             continue
         for section in ("merge", "replace"):
             body = profile.get(section)

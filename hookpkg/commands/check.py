@@ -25,11 +25,21 @@ def registry_host(node_port: int | None) -> str:
     return _node_registry_host(node_port)
 
 
-def check_file(path: Path, cluster: Cluster, *, registry: str, preview: bool = True) -> FileResult:
+def check_file(
+    path: Path,
+    cluster: Cluster,
+    *,
+    registry: str,
+    preview: bool = True,
+    profiles: Sequence[str] | None = None,
+    activation: bool = True,
+) -> FileResult:
+    """``profiles`` None (the hook) checks the file as written; a list (``devreg
+    preview``, even empty) applies DevSpace's profiles first (:mod:`hookpkg.profiles`)."""
     display = str(path)
     result = FileResult(display)
     try:
-        loaded = config_mod.load(path, display=display)
+        loaded = config_mod.load(path, display=display, profiles=profiles, activation=activation)
     except FatalError as e:
         return FileResult(display, "unreadable", message=str(e).removeprefix(f"{display}: "))
     result.diagnostics = list(loaded.diagnostics)

@@ -305,7 +305,7 @@ class Pipeline:
         return all_variables(values, registry=registry, image_count=len(self.config.images))
 
     def _write_env(self, delivered: Mapping[str, Mapping[str, str]]) -> None:
-        dotenv.write(self.env_path, self.variables(delivered))
+        dotenv.write(self.env_path, self.variables(delivered), profiles=self.config.profiles)
 
     def publish(self) -> None:
         with self._publish:

@@ -157,6 +157,26 @@ def _exec_flag(p: argparse.ArgumentParser, when: str) -> None:
     )
 
 
+def _profile_flags(p: argparse.ArgumentParser) -> None:
+    """DevSpace's ``-p/--profile`` (and its switch for ``activation``)."""
+    p.add_argument(
+        "-p",
+        "--profile",
+        dest="profiles",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="apply the DevSpace profile NAME (repeatable: applied in the order given, "
+        "after the profiles their activation turns on)",
+    )
+    p.add_argument(
+        "--disable-profile-activation",
+        dest="profile_activation",
+        action="store_false",
+        help="turn no profile on through its activation (only those given with -p)",
+    )
+
+
 _Command = Callable[[str, str], argparse.ArgumentParser]
 
 
@@ -204,6 +224,7 @@ def _hook_commands(command: _Command) -> None:
 
     p = command("preview", "show how every image URL will be rewritten")
     _cluster_flags(p)  # the namespace for --cluster
+    _profile_flags(p)
     _format_flag(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--node-port", type=_node_port, help="substitute this node port")
@@ -218,6 +239,7 @@ def _registry_commands(command: _Command) -> None:
     """The registry in the cluster: up, down, status."""
     p = command("up", "deploy the registry into the cluster, wait until it is ready, reach it")
     _cluster_flags(p)
+    _profile_flags(p)
     _format_flag(p)
     p.add_argument(
         "--timeout",
@@ -255,6 +277,7 @@ def _build_commands(command: _Command) -> None:
     """Builds: one pass (build), and the watcher (watch)."""
     p = command("build", "one build-and-deliver pass, then write .devreg.env")
     _cluster_flags(p)
+    _profile_flags(p)
     _format_flag(p)
     p.add_argument("keys", nargs="*", metavar="KEY", help="image keys (default: all)")
     _exec_flag(p, "once after the pass, when an image was delivered")
@@ -264,6 +287,7 @@ def _build_commands(command: _Command) -> None:
 
     p = command("watch", "rebuild and deliver images when their sources change")
     _cluster_flags(p)
+    _profile_flags(p)
     p.add_argument("--detach", action="store_true", help="run in the background (log in .devreg/)")
     p.add_argument(
         "--debounce",
@@ -287,6 +311,7 @@ def _project_commands(command: _Command) -> None:
 
     p = command("env", "print the image variables")
     _config_flag(p)
+    _profile_flags(p)
     _format_flag(p, ("dotenv", "json"))
     p.add_argument("--image", metavar="KEY", help="only this image's variables")
 

@@ -9,6 +9,7 @@ Works on a config with errors too (the preview still shows them), with the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from hookpkg.commands.check import registry_host
@@ -20,8 +21,15 @@ from watcher.cluster.kube import Kube
 from watcher.cluster.registry import stderr_log
 
 
-def registry_from_cluster(*, config: Path, context: str | None, namespace: str | None) -> str:
-    registry = build_local_registry(load(config))
+def registry_from_cluster(
+    *,
+    config: Path,
+    context: str | None,
+    namespace: str | None,
+    profiles: Sequence[str] = (),
+    activation: bool = True,
+) -> str:
+    registry = build_local_registry(load(config, profiles=profiles, activation=activation))
     with Kube(context) as kube:
         hosting = read_hosting(kube, log=stderr_log)
         if hosting is not None:

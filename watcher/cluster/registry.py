@@ -74,8 +74,15 @@ def stderr_log(line: str) -> None:
     console.progress(f"devreg: {line}")
 
 
-def load_valid_config(path: Path, *, log: Log = stderr_log) -> Config:
-    project = load_project(path)
+def load_valid_config(
+    path: Path,
+    *,
+    log: Log = stderr_log,
+    profiles: Sequence[str] = (),
+    activation: bool = True,
+) -> Config:
+    """The config with its DevSpace profiles applied (``-p``; ``activation``)."""
+    project = load_project(path, profiles=profiles, activation=activation)
     config, diagnostics = project.config, project.diagnostics
     for d in diagnostics:
         if d.severity != "note" or config is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hookpkg.errors import FatalError
@@ -27,10 +27,17 @@ _NAME = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
 _LINE = re.compile(r"export ([A-Z_][A-Z0-9_]*)=([A-Za-z0-9._:/@-]*)\Z")
 
 
-def render(variables: Mapping[str, str]) -> str:
+_PROFILES = "# Profiles: "
+
+
+def render(variables: Mapping[str, str], *, profiles: Sequence[str] = ()) -> str:
     """The file's text; raises :class:`FatalError` for a name or value that
-    cannot be written safely."""
+    cannot be written safely. ``profiles``, the DevSpace profiles the images were
+    built with, go in a comment as a JSON list (escaped: a name cannot break
+    out of the comment into the shell)."""
     lines = [HEADER]
+    if profiles:
+        lines.append(_PROFILES + json.dumps(list(profiles)) + "\n")
     for name in sorted(variables):
         value = variables[name]
         if not _NAME.match(name):
@@ -54,6 +61,26 @@ def parse(text: str) -> dict[str, str]:
     return out
 
 
+def profiles_of(text: str) -> tuple[str, ...]:
+    """The profiles :func:`render` recorded (none for a file without the line)."""
+    for line in text.splitlines():
+        if line.startswith(_PROFILES):
+            try:
+                names = json.loads(line.removeprefix(_PROFILES))
+            except ValueError:
+                return ()
+            if isinstance(names, list) and all(isinstance(n, str) for n in names):
+                return tuple(names)
+            return ()
+        if not line.startswith("#"):
+            break
+    return ()
+
+
+def read_profiles(path: Path) -> tuple[str, ...]:
+    return profiles_of(read_private(path) or "")
+
+
 def read(path: Path) -> dict[str, str]:
     """The variables of ``path``; nothing when it is missing or not a regular file (a
     planted FIFO would block, a link to /dev/zero fill memory)."""
@@ -69,8 +96,8 @@ def write_atomic(path: Path, text: str) -> bool:
     return True
 
 
-def write(path: Path, variables: Mapping[str, str]) -> bool:
-    return write_atomic(path, render(variables))
+def write(path: Path, variables: Mapping[str, str], *, profiles: Sequence[str] = ()) -> bool:
+    return write_atomic(path, render(variables, profiles=profiles))
 
 
 def to_json(variables: Mapping[str, str]) -> str:

@@ -31,10 +31,27 @@ def stderr_log(line: str) -> None:
     console.progress(line)
 
 
-def read_config(path: Path, *, log: Log | None = None) -> Config | None:
+@dataclass(frozen=True)
+class Profiles:
+    """The DevSpace profiles a command loads its config with: ``-p`` (in order),
+    and whether ``activation`` turns others on. The watcher keeps them for every
+    reload of an edited config."""
+
+    requested: tuple[str, ...] = ()
+    activation: bool = True
+
+    def flags(self) -> list[str]:
+        """The command-line flags that choose the same (for the background watcher)."""
+        argv = [flag for name in self.requested for flag in ("--profile", name)]
+        return argv if self.activation else [*argv, "--disable-profile-activation"]
+
+
+def read_config(
+    path: Path, *, log: Log | None = None, profiles: Profiles = Profiles()
+) -> Config | None:
     """Load and validate; diagnostics go to ``log`` (default: stderr, shown
     even with ``-q``). None when invalid."""
-    project = load_project(path)
+    project = load_project(path, profiles=profiles.requested, activation=profiles.activation)
     config, diagnostics = project.config, project.diagnostics
     for d in diagnostics:
         if d.severity != "note" or config is None:
@@ -45,8 +62,10 @@ def read_config(path: Path, *, log: Log | None = None) -> Config | None:
     return config
 
 
-def require_config(path: Path, *, log: Log | None = None) -> Config:
-    config = read_config(path, log=log)
+def require_config(
+    path: Path, *, log: Log | None = None, profiles: Profiles = Profiles()
+) -> Config:
+    config = read_config(path, log=log, profiles=profiles)
     if config is None:
         raise FatalError(f"{path}: the configuration has errors (see above)")
     if not config.images:

@@ -571,6 +571,7 @@ class Watcher:
             "state": "stopped" if self._stop.is_set() else "running",
             "started": self.started,
             "config": str(self.config.path),
+            "profiles": list(self.config.profiles),
             "registry": self.pipeline.endpoint.host
             if self.pipeline and self.pipeline.endpoint
             else None,

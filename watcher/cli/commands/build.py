@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -16,7 +16,7 @@ from watcher.build.contenttag import ContextIndex, DigestCache
 from watcher.build.pipeline import Outcome
 from watcher.cli.results import BuildResult
 from watcher.daemon.exec_cmd import ExecCommand, ExecResult, check_exec
-from watcher.daemon.session import Session, require_config, stderr_log
+from watcher.daemon.session import Profiles, Session, require_config, stderr_log
 from watcher.daemon.state import StateDir
 
 
@@ -35,9 +35,11 @@ def build(
     keys: list[str] | None = None,
     timeout: float = 120.0,
     exec_command: str | None = None,
+    profiles: Sequence[str] = (),
+    profile_activation: bool = True,
 ) -> BuildResult:
     check_exec(exec_command)
-    cfg = require_config(config)
+    cfg = require_config(config, profiles=Profiles(tuple(profiles), profile_activation))
     selected = list(keys or cfg.images)
     unknown = [k for k in selected if k not in cfg.images]
     if unknown:

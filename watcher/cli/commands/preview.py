@@ -8,6 +8,7 @@ client.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from hookpkg.commands.check import check_file, registry_host
@@ -22,11 +23,31 @@ def preview(
     namespace: str | None = None,
     node_port: int | None = None,
     cluster: bool = False,
+    profiles: Sequence[str] = (),
+    profile_activation: bool = True,
 ) -> CheckResult:
     kind = classify_cluster(context)
     registry = registry_host(node_port)
     if cluster:
         from watcher.cluster.preview import registry_from_cluster
 
-        registry = registry_from_cluster(config=config, context=context, namespace=namespace)
-    return CheckResult((check_file(config, kind, registry=registry),))
+        registry = registry_from_cluster(
+            config=config,
+            context=context,
+            namespace=namespace,
+            profiles=profiles,
+            activation=profile_activation,
+        )
+    # Unlike the hook's check, the preview shows what build and watch will do:
+    # with the profiles (-p, and those activation turns on) applied.
+    return CheckResult(
+        (
+            check_file(
+                config,
+                kind,
+                registry=registry,
+                profiles=profiles,
+                activation=profile_activation,
+            ),
+        )
+    )

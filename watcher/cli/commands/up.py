@@ -15,6 +15,7 @@ keep their own for as long as they run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from hookpkg.project import project_paths
@@ -31,8 +32,10 @@ def up(
     namespace: str | None = None,
     timeout: float = 120.0,
     probe: bool = True,
+    profiles: Sequence[str] = (),
+    profile_activation: bool = True,
 ) -> UpResult:
-    cfg = load_valid_config(config)
+    cfg = load_valid_config(config, profiles=profiles, activation=profile_activation)
     if cfg.local_registry.enabled is False:
         stderr_log("note: localRegistry.enabled is false, so no image will use this registry")
     # Raises RegistryUnreachable (exit 1) when GET /v2/ never answers in time.

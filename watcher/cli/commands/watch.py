@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -22,7 +23,7 @@ from watcher import console
 from watcher.build.contenttag import DigestCache
 from watcher.cli.results import WatchResult
 from watcher.daemon.exec_cmd import ExecCommand, check_exec
-from watcher.daemon.session import Session, read_config, require_config
+from watcher.daemon.session import Profiles, Session, read_config, require_config
 from watcher.daemon.state import StateDir
 from watcher.daemon.watch import Watcher
 
@@ -47,13 +48,16 @@ def watch(
     jobs: int | None = None,
     timeout: float = 120.0,
     exec_command: str | None = None,
+    profiles: Sequence[str] = (),
+    profile_activation: bool = True,
 ) -> WatchResult:
     if jobs is not None and jobs < 1:
         raise FatalError("--jobs must be at least 1", exit_code=2)
     check_exec(exec_command)
+    chosen = Profiles(tuple(profiles), profile_activation)  # kept for every reload
     if detach:
-        return _detach(config, context, namespace, debounce, jobs, timeout, exec_command)
-    cfg = require_config(config, log=_log)
+        return _detach(config, context, namespace, debounce, jobs, timeout, exec_command, chosen)
+    cfg = require_config(config, log=_log, profiles=chosen)
     state = StateDir(cfg.directory)
     state.acquire()
     session = Session(context=context, namespace=namespace, timeout=timeout, log=_log)
@@ -65,7 +69,9 @@ def watch(
         else None
     )
     try:
-        _run_until_stopped(cfg, state, session, debounce=debounce, jobs=jobs, runner=runner)
+        _run_until_stopped(
+            cfg, state, session, debounce=debounce, jobs=jobs, runner=runner, profiles=chosen
+        )
         return WatchResult()
     finally:
         session.close()
@@ -80,6 +86,7 @@ def _run_until_stopped(
     debounce: float,
     jobs: int | None,
     runner: ExecCommand | None,
+    profiles: Profiles,
 ) -> None:
     """Watch in this thread until SIGINT or SIGTERM stops the watcher (before
     it exists, the signal interrupts as ^C would)."""
@@ -97,7 +104,7 @@ def _run_until_stopped(
         cache = DigestCache(state.cache_path)
         watcher = Watcher(
             config=cfg,
-            reload_config=lambda log: read_config(cfg.path, log=log),
+            reload_config=lambda log: read_config(cfg.path, log=log, profiles=profiles),
             make_pipeline=lambda c: session.pipeline(c, state),
             cache=cache,
             debounce=debounce,
@@ -109,6 +116,8 @@ def _run_until_stopped(
         _log(
             f"watching {len(cfg.images)} image(s) of {cfg.path} (debounce {debounce * 1000:.0f} ms)"
         )
+        if cfg.profiles:
+            _log(f"profiles: {', '.join(cfg.profiles)} (kept when the config is reloaded)")
         if runner is not None:
             _log(f"after each delivery: `{runner.command}` (in {cfg.directory})")
         watcher.run()
@@ -126,8 +135,9 @@ def _detach(
     jobs: int | None,
     timeout: float,
     exec_command: str | None,
+    profiles: Profiles,
 ) -> WatchResult:
-    cfg = require_config(config)
+    cfg = require_config(config, profiles=profiles)
     state = StateDir(cfg.directory)
     state.ensure()
     if state.watcher_running():
@@ -135,6 +145,7 @@ def _detach(
             f"a devreg watcher (pid {state.read_pid()}) is already running for this project"
         )
     argv = _foreground_argv(cfg, context, namespace, debounce, jobs, timeout, exec_command)
+    argv += profiles.flags()
     # Appended to, never through a link a cloned repository planted as watch.log.
     log_fd = os.open(
         state.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
