@@ -5,8 +5,8 @@ is used only when the image's registry refuses a push. The check does what a
 ``docker push`` does before the first layer, and nothing that leaves a trace:
 
 1. credentials from the Docker config (``$DOCKER_CONFIG/config.json`` or
-   ``~/.docker/config.json``): ``credHelpers`` for that registry, else
-   ``credsStore``, else ``auths``;
+   ``~/.docker/config.json``), as the docker SDK finds them: ``credHelpers``
+   for that registry, else ``credsStore``, else ``auths``;
 2. ``GET /v2/``; when challenged, a token with scope
    ``repository:<repo>:push,pull`` (Bearer) or the credentials themselves
    (Basic);
@@ -27,9 +27,9 @@ import json
 import os
 import re
 import ssl
-import subprocess
 import threading
 import urllib.parse
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +42,6 @@ from watcher.cluster.registryhttp import request as http_request
 
 DEFAULT_TIMEOUT = 5.0
 DOCKER_HUB_API = "registry-1.docker.io"
-DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 _HUB_NAMES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 
 
@@ -97,95 +96,57 @@ def docker_config_path(env: Mapping[str, str] | None = None) -> Path:
     return Path.home() / ".docker" / "config.json"
 
 
-def _auth_keys(registry: str) -> list[str]:
-    if registry == DOCKER_HUB_API:
-        return [DOCKER_HUB_AUTH_KEY, *_HUB_NAMES]
-    return [registry, f"https://{registry}", f"http://{registry}"]
-
-
-def _normalize_key(key: str) -> str:
-    """``https://host:5000/v1/`` -> ``host:5000`` (Docker keys ``auths`` loosely)."""
-    if "://" in key:
-        key = urllib.parse.urlsplit(key).netloc or key
-    return key.split("/", 1)[0]
-
-
-def _from_helper(helper: str, server: str, env: Mapping[str, str]) -> Credentials | None:
+def _plain_auths_entry(path: Path, key: str, resolve: Any) -> Credentials | None:
+    """``auths`` entries with ``username``/``password`` (or ``registrytoken``)
+    written out rather than as ``auth``: the Docker CLI reads them, the docker
+    SDK does not (it gives an empty entry)."""
     try:
-        proc = subprocess.run(
-            [f"docker-credential-{helper}", "get"],
-            input=server.encode(),
-            capture_output=True,
-            timeout=DEFAULT_TIMEOUT * 2,
-            check=False,
-            env=dict(env),
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        auths = json.loads(path.read_text(encoding="utf-8")).get("auths") or {}
+    except (OSError, ValueError, AttributeError):
         return None
-    if proc.returncode != 0:
-        return None  # "credentials not found in native keychain" and the like
-    try:
-        doc = json.loads(proc.stdout)
-    except ValueError:
-        return None
-    user, secret = doc.get("Username"), doc.get("Secret")
-    if not secret:
-        return None
-    source = f"docker-credential-{helper}"
-    if user == "<token>":  # the helper protocol's marker for an identity token
-        return Credentials(identity_token=str(secret), source=source)
-    return Credentials(username=str(user or ""), password=str(secret), source=source)
-
-
-def _from_auths(entry: Mapping[str, Any], source: str) -> Credentials | None:
-    if entry.get("identitytoken"):
-        return Credentials(identity_token=str(entry["identitytoken"]), source=source)
-    if entry.get("registrytoken"):
-        return Credentials(registry_token=str(entry["registrytoken"]), source=source)
-    if entry.get("auth"):
-        try:
-            user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return None
-        return Credentials(username=user, password=password, source=source)
-    if entry.get("username") and entry.get("password"):
-        return Credentials(
-            username=str(entry["username"]), password=str(entry["password"]), source=source
-        )
+    for name, entry in auths.items():
+        if not isinstance(entry, dict) or resolve(name) != key:
+            continue
+        source = f"{path} auths[{name!r}]"
+        if entry.get("registrytoken"):
+            return Credentials(registry_token=str(entry["registrytoken"]), source=source)
+        if entry.get("username") and entry.get("password"):
+            return Credentials(
+                username=str(entry["username"]), password=str(entry["password"]), source=source
+            )
     return None
 
 
 def find_credentials(registry: str, env: Mapping[str, str] | None = None) -> Credentials | None:
-    """The credentials Docker would use for ``registry`` (an API host)."""
+    """The credentials Docker would use for ``registry`` (an API host), found
+    by the docker SDK (``docker.auth``: ``credHelpers``, else ``credsStore``,
+    else ``auths``, helpers run through ``docker.credentials``, found on the
+    process's PATH). The push check runs in ``build`` and ``watch``, which load
+    the SDK anyway to push."""
+    from docker import auth as docker_auth
+    from docker.errors import DockerException
+
     env = os.environ if env is None else env
     path = docker_config_path(env)
+    key = None if registry == DOCKER_HUB_API else registry  # the SDK's name for Docker Hub
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(config, dict):
-        return None
-    keys = _auth_keys(registry)
-    helpers = config.get("credHelpers") or {}
-    for key in keys:
-        if key in helpers:
-            return _from_helper(str(helpers[key]), key, env)
-    wanted = {_normalize_key(k) for k in keys}
-    auths = config.get("auths") or {}
-    matching = [k for k in auths if _normalize_key(k) in wanted]
-    store = config.get("credsStore")
-    if store:
-        for key in matching or keys[:1]:
-            creds = _from_helper(str(store), key, env)
-            if creds is not None:
-                return creds
-    for key in matching:
-        entry = auths[key]
-        if isinstance(entry, dict):
-            creds = _from_auths(entry, f"{path} auths[{key!r}]")
-            if creds is not None:
-                return creds
-    return None
+        with warnings.catch_warnings():
+            # "docker-credential-X not installed": the check says "has none" itself.
+            warnings.simplefilter("ignore", UserWarning)
+            config = docker_auth.load_config(config_path=str(path), credstore_env=dict(env))
+            entry = config.resolve_authconfig(key) or {}
+            store = config.get_credential_store(key)
+    except (DockerException, OSError, ValueError):
+        return None  # an unreadable config or a failing helper: no credentials
+    source = f"docker-credential-{store}" if "ServerAddress" in entry else f"{path} auths"
+    if entry.get("IdentityToken"):
+        return Credentials(identity_token=str(entry["IdentityToken"]), source=source)
+    user = entry.get("Username", entry.get("username"))
+    password = entry.get("Password", entry.get("password"))
+    if user is not None and password is not None:
+        return Credentials(username=str(user), password=str(password), source=source)
+    resolve = docker_auth.resolve_index_name
+    return _plain_auths_entry(path, resolve(key or docker_auth.INDEX_NAME), resolve)
 
 
 # --- HTTP ---------------------------------------------------------------------------------------

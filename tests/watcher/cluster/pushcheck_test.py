@@ -40,6 +40,14 @@ def docker_config(tmp: Path, doc: dict[str, object]) -> dict[str, str]:
     return {**os.environ, "DOCKER_CONFIG": str(directory)}
 
 
+@pytest.fixture(autouse=True)
+def helpers_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The docker SDK looks for ``docker-credential-*`` on the process's PATH
+    (not the PATH of the environment it runs them with): the test's bin
+    directory goes there."""
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+
+
 def helper_script(tmp: Path, name: str, username: str, secret: str) -> dict[str, str]:
     """``docker-credential-<name>`` on PATH, answering like a real helper."""
     bin_dir = tmp / "bin"
@@ -285,12 +293,45 @@ def test_pick_challenge(headers: list[str], expected: tuple[str, dict[str, str]]
             id="identity-token",
         ),
         pytest.param({"auths": {"quay.io": auth_entry("u", "p")}}, "ghcr.io", None, id="other"),
+        pytest.param(
+            {"credHelpers": {"ghcr.io": "fake"}, "auths": {"ghcr.io": auth_entry("a", "b")}},
+            "ghcr.io",
+            ("helper-user", "helper-secret"),
+            id="cred-helper-first",
+        ),
+        pytest.param(
+            {"credsStore": "fake", "auths": {"quay.io": {}}},
+            "quay.io",
+            ("helper-user", "helper-secret"),
+            id="creds-store",
+        ),
+        pytest.param(
+            {"credsStore": "fake"},
+            "registry-1.docker.io",
+            ("helper-user", "helper-secret"),
+            id="creds-store-docker-hub",
+        ),
+        pytest.param(
+            {"credHelpers": {"ghcr.io": "missing"}, "auths": {"ghcr.io": auth_entry("a", "b")}},
+            "ghcr.io",
+            ("a", "b"),
+            id="helper-has-none-then-auths",
+        ),
+        pytest.param(
+            {"credHelpers": {"ghcr.io": "notinstalled"}}, "ghcr.io", None, id="helper-absent"
+        ),
     ],
 )
 def test_find_credentials(
     tmp_path: Path, doc: dict[str, object], registry: str, expected: object
 ) -> None:
-    creds = find_credentials(registry, docker_config(tmp_path, doc))
+    """Through the docker SDK, with real ``docker-credential-*`` scripts on PATH."""
+    env = docker_config(tmp_path, doc)
+    env.update(helper_script(tmp_path, "fake", "helper-user", "helper-secret"))
+    missing = tmp_path / "bin" / "docker-credential-missing"
+    missing.write_text("#!/bin/sh\necho 'credentials not found in native keychain'\nexit 1\n")
+    missing.chmod(0o755)
+    creds = find_credentials(registry, env)
     if expected is None:
         assert creds is None
     elif isinstance(expected, tuple):
