@@ -976,6 +976,7 @@ def _comparison(left: _Term, right: _Term, op: str) -> Test:
 # --- patches -----------------------------------------------------------------------
 
 _OPS = ("add", "replace", "remove")
+_BRACKETED_SELECTOR = re.compile(r"\[([A-Za-z0-9_.-]+)=([^\]=?'\"]+)\]")
 
 
 @dataclass
@@ -1022,6 +1023,15 @@ def _read_patches(profile: Profile) -> list[_Patch]:
         value = entry.get("value")
         if op.value != "remove" and (value is None or value.value is None):
             raise ProfileError(f"op {op.value} needs a value", value or entry, at)
+        bracketed = _BRACKETED_SELECTOR.search(path.value)
+        if bracketed is not None:  # DevSpace would read it as one odd name and match nothing
+            key, value = bracketed.groups()
+            raise ProfileError(
+                f"{bracketed.group()} is not DevSpace's selector: write .{key}={value} "
+                f"or [?(@.{key}=='{value}')]",
+                path,
+                f"{at}.path",
+            )
         try:
             find = compile_path(transform_path(path.value))
         except PathSyntaxError as e:

@@ -1066,6 +1066,7 @@ def test_unit_operations(text: str, op: str, path: str, value: str | None, expec
         pytest.param("images: {a: {image: x}}", "add", "images.a", "{image: y}", "already has 'image'", id="add-existing-key"),
         pytest.param("tags: [a, b]", "add", "tags[5]", "c", "there is no item 5 in the list (2 items)", id="add-past-the-end"),
         pytest.param("images: {}", "replace", "images[?(@.x==", "y", "not a path DevSpace reads", id="bad-path"),
+        pytest.param("deployments: [{name: api}]", "remove", "deployments[name=api]", None, "[name=api] is not DevSpace's selector: write .name=api or [?(@.name=='api')]", id="bracketed-selector"),
     ],
 )  # fmt: skip
 def test_patch_errors(text: str, op: str, path: str, value: str | None, message: str) -> None:
