@@ -19,11 +19,13 @@ from hookpkg.delivery import Cluster, PathWord, delivery_path, uses_local_regist
 from hookpkg.errors import Diagnostic, shown
 from hookpkg.reference import InvalidReference, normalized, parse_reference, rewrite_repository
 from hookpkg.variables import TAG_PLACEHOLDER, Delivered, all_variables, image_variables
-from hookpkg.vars import has_expression
+from hookpkg.vars import RUNTIME, has_expression
 from hookpkg.yamlpos import Node, join
 
-_HELPER = re.compile(r"\b(image|tag)\(\s*([A-Za-z0-9_.\-]+)\s*\)")
-_RUNTIME = re.compile(r"\$\{runtime\.images\.([A-Za-z0-9_\-]+)(?:\.(image|tag))?\}")
+# DevSpace's helpers (``legacy/replace.go``: ``image\("?'?([^)"']+)"?'?\)``), the
+# name without ``(`` so that a scan stays linear on hostile input.
+_HELPER = re.compile(r"(image|tag)\(\"?'?([^()\"']+)\"?'?\)")
+_RUNTIME = re.compile(r"(?<!\$)\$\{runtime\.images\.([A-Za-z0-9_\-]+)(?:\.(image|tag))?\}")
 
 
 class Location(NamedTuple):
@@ -143,11 +145,18 @@ class _Engine:
                 self.index.setdefault(normalized(p.image), key)
 
     def match(self, value: str) -> tuple[str, str | None] | None:
-        """The image key a string names (with its written tag), or None."""
-        resolved = self.loaded.vars.resolve(value)
+        """The image key a string of ``devspace.yaml`` names (with its written
+        tag), or None. These fields are DevSpace's runtime ones (helm values,
+        selectors), substituted in its runtime passes."""
+        resolved = self.loaded.vars.resolve(value, RUNTIME)
         if not resolved.complete:
             return None
-        repo, tag = split_tag(resolved.value.strip())
+        return self.match_literal(resolved.value)
+
+    def match_literal(self, value: str) -> tuple[str, str | None] | None:
+        """The image key ``value`` names as written (a manifest file's field:
+        DevSpace substitutes no variable there)."""
+        repo, tag = split_tag(value.strip())
         key = self.index.get(normalized(repo))
         return (key, tag) if key is not None else None
 
@@ -236,12 +245,23 @@ class _Engine:
 
     def helm_value(self, src: Source, node: Node, path: str) -> None:
         value: str = node.value
-        if value in self.config.images and not self.match(value):
-            return  # an image *key* (``image: app``) is not an image
-        hit = self.match(value)
+        resolved = self.loaded.vars.resolve(value, RUNTIME)
+        hit = self.match_literal(resolved.value) if resolved.complete else None
         if hit is not None:
             self.add(hit[0], src, node, path, self.built(hit[0]))
             return
+        if value in self.config.images:
+            return  # an image *key* (``image: app``) is not an image
+        # DevSpace's helpers and runtime variables act on the value its first
+        # passes left (escapes taken off, variables filled in).
+        rewritten, touched = self.helpers(resolved.value, runtime=True)
+        for key in touched:
+            self.add(key, src, node, path, rewritten)
+
+    def helpers(self, value: str, *, runtime: bool) -> tuple[str, list[str]]:
+        """``value`` with DevSpace's ``image(key)``/``tag(key)`` helpers and, where
+        DevSpace resolves them (``runtime``), ``${runtime.images.key…}`` filled
+        in; and the keys it named."""
         touched: list[str] = []
 
         def helper(m: re.Match[str]) -> str:
@@ -252,7 +272,7 @@ class _Engine:
             p = self.previews[key]
             return p.repository if m.group(1) == "image" else p.tag
 
-        def runtime(m: re.Match[str]) -> str:
+        def runtime_variable(m: re.Match[str]) -> str:
             key = m.group(1)
             if key not in self.previews:
                 return m.group(0)
@@ -260,9 +280,10 @@ class _Engine:
             p = self.previews[key]
             return {"image": p.repository, "tag": p.tag, None: self.built(key)}[m.group(2)]
 
-        rewritten = _RUNTIME.sub(runtime, _HELPER.sub(helper, value))
-        for key in dict.fromkeys(touched):
-            self.add(key, src, node, path, rewritten)
+        rewritten = _HELPER.sub(helper, value)
+        if runtime:
+            rewritten = _RUNTIME.sub(runtime_variable, rewritten)
+        return rewritten, list(dict.fromkeys(touched))
 
     def manifest(self, src: Source, entry: Node, where: str) -> None:
         pattern = entry.value
@@ -327,9 +348,37 @@ class _Engine:
             return
         for i, doc in enumerate(docs):
             for node_path, node in _image_fields(doc, f"[{i}]" if len(docs) > 1 else ""):
-                hit = self.match(node.value)
-                if hit is not None:
-                    self.add(hit[0], display, node, node_path, self.built(hit[0]))
+                self.manifest_image(display, node, node_path)
+
+    def manifest_image(self, display: str, node: Node, path: str) -> None:
+        """An ``image:`` of a manifest file, as DevSpace's kubectl deployer
+        replaces it: the image's name, else the ``image()``/``tag()`` helpers.
+        It fills in no variable there, ``${runtime.images…}`` included."""
+        value: str = node.value
+        hit = self.match_literal(value)
+        if hit is not None:
+            self.add(hit[0], display, node, path, self.built(hit[0]))
+            return
+        rewritten, touched = self.helpers(value, runtime=False)
+        for key in touched:
+            self.add(key, display, node, path, rewritten)
+        found = _RUNTIME.search(rewritten)
+        if found is not None and found.group(1) in self.previews:
+            key, part = found.group(1), found.group(2)
+            helper = {"image": f"image({key})", "tag": f"tag({key})"}.get(
+                part or "", f"image({key}):tag({key})"
+            )
+            self.notes.append(
+                Diagnostic(
+                    display,
+                    node.line,
+                    node.col,
+                    "note",
+                    path,
+                    f"DevSpace does not fill in {found.group(0)} in a manifest file (only in "
+                    f"devspace.yaml): it deploys {shown(rewritten)}; write {helper}",
+                )
+            )
 
 
 def _image_fields(doc: Node, prefix: str) -> Iterator[tuple[str, Node]]:

@@ -87,8 +87,12 @@ def _type_ok(value: Any, type_name: str) -> bool:
 
 
 class Validator:
-    def __init__(self, root: dict[str, Any]) -> None:
+    def __init__(self, root: dict[str, Any], *, literal: bool = False) -> None:
+        """``literal``: the value is final (its variables filled in), so an
+        expression branch (``x-expression``) does not take it: a ``${X}`` that
+        DevSpace's escape left behind is text, not a variable."""
         self.root = root
+        self.literal = literal
 
     def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
         while "$ref" in schema:
@@ -119,6 +123,8 @@ class Validator:
         value = node.value
         if "anyOf" in schema:
             branches = [self.resolve(b) for b in schema["anyOf"]]
+            if self.literal:
+                branches = [b for b in branches if not b.get("x-expression")]
             results = [list(self.errors(node, b, path, expected)) for b in branches]
             if any(not r for r in results):
                 return
@@ -206,5 +212,8 @@ def property_schema(*keys: str) -> dict[str, Any]:
     return schema
 
 
-def validate_value(node: Node, schema: dict[str, Any], path: str) -> list[SchemaError]:
-    return list(Validator(local_registry_schema()).errors(node, schema, path))
+def validate_value(
+    node: Node, schema: dict[str, Any], path: str, *, literal: bool = False
+) -> list[SchemaError]:
+    """Errors of one value against a subschema (``literal``: see :class:`Validator`)."""
+    return list(Validator(local_registry_schema(), literal=literal).errors(node, schema, path))

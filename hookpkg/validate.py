@@ -6,7 +6,8 @@ offending node; nothing here raises for bad input.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+from collections.abc import Generator, Iterator
 
 from hookpkg import schema
 from hookpkg.config import (
@@ -17,14 +18,17 @@ from hookpkg.config import (
     builder_of,
     resolved_field,
 )
-from hookpkg.errors import Diagnostic, Severity
-from hookpkg.reference import InvalidReference, parse_reference
+from hookpkg.errors import Diagnostic, Severity, shown
+from hookpkg.reference import InvalidReference, Reference, parse_reference
 from hookpkg.variables import collisions
 from hookpkg.vars import has_expression
 from hookpkg.yamlpos import Node, is_yaml11_bool_word, join
 
 _BOOL_FIELDS = ("enabled", "localbuild")
 _IMAGE_FIELDS = ("image", "buildKitImage")
+# The config versions DevSpace loads (pkg/devspace/config/versions, its
+# VersionLoader), oldest first; the last is the current one.
+DEVSPACE_VERSIONS = (*(f"v1beta{n}" for n in range(1, 12)), "v2beta1")
 # Subtrees that hold user data (helm values, variables), where a key named
 # ``localRegistry`` is not devreg's business.
 _DATA_KEYS = frozenset({"values", "vars", "valuesFiles", "patches", "env"})
@@ -35,7 +39,7 @@ def _diag(src: Source, node: Node, severity: Severity, path: str, message: str) 
 
 
 def validate(loaded: Loaded) -> list[Diagnostic]:
-    out: list[Diagnostic] = list(_vars(loaded))
+    out: list[Diagnostic] = [*_version(loaded), *_vars(loaded)]
     for src in loaded.sources:
         out.extend(_misplaced(src))
         out.extend(_profiles(src, loaded))
@@ -49,6 +53,27 @@ def validate(loaded: Loaded) -> list[Diagnostic]:
             enabled = value if complete and isinstance(value, bool) else None
     out.extend(_images(loaded, enabled))
     return out
+
+
+def _version(loaded: Loaded) -> Iterator[Diagnostic]:
+    """A ``version`` DevSpace does not know: it refuses to load the file
+    (``Unrecognized config version``). It reads the field as written, with no
+    variable filled in. A file without one is left alone."""
+    node = loaded.main.root.get("version") if loaded.main is not None else None
+    if node is None or node.value is None or node.value in DEVSPACE_VERSIONS:
+        return
+    assert loaded.main is not None
+    close = difflib.get_close_matches(str(node.value), DEVSPACE_VERSIONS, n=1, cutoff=0.8)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    what = shown(node.value) if isinstance(node.value, str) else node.kind_name()
+    yield _diag(
+        loaded.main,
+        node,
+        "error",
+        "version",
+        f"unknown config version {what}{hint}: DevSpace refuses to load it; it knows "
+        f"{', '.join(DEVSPACE_VERSIONS)} ({DEVSPACE_VERSIONS[-1]} is the one with localRegistry)",
+    )
 
 
 def _vars(loaded: Loaded) -> Iterator[Diagnostic]:
@@ -130,7 +155,7 @@ def _resolved_values(src: Source, node: Node, loaded: Loaded, path: str) -> Iter
         except KeyError:
             continue  # an unknown key: already reported
         probe = Node(value, child.line, child.col, child.tag, str(value))
-        for err in schema.validate_value(probe, sub, join(path, ".".join(keys))):
+        for err in schema.validate_value(probe, sub, join(path, ".".join(keys)), literal=True):
             yield _diag(
                 src,
                 child,
@@ -189,94 +214,126 @@ def _warnings(src: Source, node: Node, path: str) -> Iterator[Diagnostic]:
 
 
 def _images(loaded: Loaded, enabled: bool | None) -> Iterator[Diagnostic]:
-    keys: list[str] = []
+    yield from _image_sections(loaded)
     where: dict[str, tuple[Source, Node]] = {}
+    for key, (src, node) in loaded.images.items():
+        where[key] = (src, src.root.value["images"].keys.get(key, node))
+        yield from _image(loaded, key, node, where[key], enabled)
+    yield from _image_key_collisions(where)
+
+
+def _image_sections(loaded: Loaded) -> Iterator[Diagnostic]:
+    """An ``images`` that is not a mapping, in any of the files."""
     for src in loaded.sources:
         images = src.root.get("images")
-        if images is None or images.value is None:
+        if images is None or images.value is None or images.is_map:
             continue
-        if not images.is_map:
-            yield _diag(
-                src,
-                images,
-                "error",
-                "images",
-                f"expected a mapping of images, got {images.kind_name()}",
-            )
-    for key, (src, node) in loaded.images.items():
-        path = join("images", key)
-        keys.append(key)
-        where[key] = (src, src.root.value["images"].keys.get(key, node))
-        if not node.is_map:
-            yield _diag(
-                src,
-                node,
-                "error",
-                path,
-                f"expected a mapping with an 'image' field, got {node.kind_name()}",
-            )
-            continue
-        image = node.get("image")
-        if image is None:
-            yield _diag(src, where[key][1], "error", path, "missing required field 'image'")
-            continue
-        if not isinstance(image.value, str):
-            yield _diag(
-                src,
-                image,
-                "error",
-                f"{path}.image",
-                f"expected an image reference, got {image.kind_name()}",
-            )
-            continue
-        error = loaded.vars.resolve(image.value).error
-        if error is not None:
-            yield _diag(
-                src, image, "error", f"{path}.image", f"{image.value!r} cannot be resolved: {error}"
-            )
-            continue
-        value, complete = resolved_field(image, loaded)
-        if not complete or not isinstance(value, str):
-            continue
-        try:
-            ref = parse_reference(value)
-        except InvalidReference as e:
-            shown = f"{value!r} (from {image.value!r})" if value != image.value else repr(value)
-            yield _diag(
-                src, image, "error", f"{path}.image", f"{shown} is not a valid image reference: {e}"
-            )
-            continue
-        builder = builder_of(node)
-        eligible = builder in ("docker", "buildkit")
-        if ref.digest and eligible and enabled is not False:
-            msg = (
-                "digest-pinned images cannot be rebuilt into the local registry; remove the @digest"
-            )
-            if enabled is True:
-                yield _diag(src, image, "error", f"{path}.image", msg)
-            else:
-                yield _diag(
-                    src,
-                    image,
-                    "warning",
-                    f"{path}.image",
-                    msg + " (only a problem if the push is refused and the local registry is used)",
-                )
-        if enabled is True and not eligible:
-            how = {
-                "kaniko": "kaniko",
-                "custom": "a custom build",
-                "buildkit-incluster": "buildKit.inCluster",
-            }[builder]
-            yield _diag(
-                src,
-                where[key][1],
-                "warning",
-                path,
-                f"built with {how}: the local registry does not apply to it (enabled: true is "
-                "ignored for this image, it is pushed to its own registry)",
-            )
-    for later, (earlier, name) in collisions(keys).items():
+        yield _diag(
+            src,
+            images,
+            "error",
+            "images",
+            f"expected a mapping of images, got {images.kind_name()}",
+        )
+
+
+def _image(
+    loaded: Loaded, key: str, node: Node, at: tuple[Source, Node], enabled: bool | None
+) -> Iterator[Diagnostic]:
+    """One ``images.<key>`` entry; ``at`` is its file and its key's node."""
+    src, key_node = at
+    path = join("images", key)
+    image = yield from _image_field(src, node, key_node, path)
+    if image is None:
+        return
+    ref = yield from _image_reference(src, image, loaded, f"{path}.image")
+    if ref is None:
+        return
+    builder = builder_of(node)
+    eligible = builder in ("docker", "buildkit")
+    if ref.digest and eligible and enabled is not False:
+        yield _digest_pinned(src, image, f"{path}.image", enabled)
+    if enabled is True and not eligible:
+        how = {
+            "kaniko": "kaniko",
+            "custom": "a custom build",
+            "buildkit-incluster": "buildKit.inCluster",
+        }[builder]
+        yield _diag(
+            src,
+            key_node,
+            "warning",
+            path,
+            f"built with {how}: the local registry does not apply to it (enabled: true is "
+            "ignored for this image, it is pushed to its own registry)",
+        )
+
+
+def _image_field(
+    src: Source, node: Node, key_node: Node, path: str
+) -> Generator[Diagnostic, None, Node | None]:
+    """The entry's ``image`` node when it holds a string (else what is wrong)."""
+    if not node.is_map:
+        yield _diag(
+            src,
+            node,
+            "error",
+            path,
+            f"expected a mapping with an 'image' field, got {node.kind_name()}",
+        )
+        return None
+    image = node.get("image")
+    if image is None:
+        yield _diag(src, key_node, "error", path, "missing required field 'image'")
+        return None
+    if not isinstance(image.value, str):
+        yield _diag(
+            src,
+            image,
+            "error",
+            f"{path}.image",
+            f"expected an image reference, got {image.kind_name()}",
+        )
+        return None
+    return image
+
+
+def _image_reference(
+    src: Source, image: Node, loaded: Loaded, path: str
+) -> Generator[Diagnostic, None, Reference | None]:
+    """The reference ``image`` names once its variables are filled in; None
+    when it is wrong (reported) or cannot be known at commit time."""
+    error = loaded.vars.resolve(image.value).error
+    if error is not None:
+        yield _diag(src, image, "error", path, f"{image.value!r} cannot be resolved: {error}")
+        return None
+    value, complete = resolved_field(image, loaded)
+    if not complete or not isinstance(value, str):
+        return None
+    try:
+        return parse_reference(value)
+    except InvalidReference as e:
+        what = f"{value!r} (from {image.value!r})" if value != image.value else repr(value)
+        yield _diag(src, image, "error", path, f"{what} is not a valid image reference: {e}")
+        return None
+
+
+def _digest_pinned(src: Source, image: Node, path: str, enabled: bool | None) -> Diagnostic:
+    msg = "digest-pinned images cannot be rebuilt into the local registry; remove the @digest"
+    if enabled is True:
+        return _diag(src, image, "error", path, msg)
+    return _diag(
+        src,
+        image,
+        "warning",
+        path,
+        msg + " (only a problem if the push is refused and the local registry is used)",
+    )
+
+
+def _image_key_collisions(where: dict[str, tuple[Source, Node]]) -> Iterator[Diagnostic]:
+    """Two keys whose variables share a name, reported at the later key."""
+    for later, (earlier, name) in collisions(list(where)).items():
         src, key_node = where[later]
         yield _diag(
             src,

@@ -9,20 +9,44 @@ an expansion longer than :data:`~hookpkg.bounds.MAX_VAR_LENGTH` or all of them
 together past :data:`~hookpkg.bounds.MAX_VAR_TOTAL` is an error, and so is a
 cycle (``A: ${A}``, ``A: ${B}`` + ``B: ${A}``), named in the message — never a
 silent fallback to a default.
+
+DevSpace's escape (``pkg/util/vars``): a run of two or more ``$`` before
+``{NAME}`` is no reference; each substitution pass takes one ``$`` off it.
+DevSpace substitutes a field more than once — load-time fields (``images``,
+``localRegistry``) twice, around its expression step; runtime fields (helm
+values, selectors) in four passes, the second and fourth only for
+``runtime.*`` — so ``$${X}`` is the literal ``${X}`` only when no variable
+``X`` exists (else the next pass fills it in), and ``$$${X}`` is the literal
+``${X}`` in a load-time field. A value that is all ``$$(cmd)`` becomes the
+literal ``$(cmd)``; ``$$(`` is never a command. A name that an escape leaves
+behind and that names no variable is taken as the literal the writer asked for
+(complete), where a written ``${X}`` without a value is left unresolved.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from hookpkg.bounds import MAX_VAR_LENGTH, MAX_VAR_TOTAL
 from hookpkg.yamlpos import Node
 
 # An inline default (``${X:-d}``) holds no braces: with them the pattern would
 # rescan the rest of the line from every ``${`` (quadratic on hostile input).
-VAR_RE = re.compile(r"\$!?\{([A-Za-z0-9_.\-]+)(?::-([^{}]*))?\}", re.ASCII)
+# A run of dollars is matched from its first one only (the lookbehind), so a
+# long run costs one scan. Groups: the dollars, the name, the default.
+VAR_RE = re.compile(r"(?<!\$)(\$+)!?\{([A-Za-z0-9_.\-]+)(?::-([^{}]*))?\}", re.ASCII)
+# DevSpace's escaped expression: the whole value (its ``^\$\$?#?!?\((.+)\)$``).
+_ESCAPED_COMMAND = re.compile(r"\$\$#?!?\(.+\)", re.DOTALL)
+
+# One step of DevSpace's substitution of a field: "fill" substitutes variables,
+# "escapes" only takes a dollar off each escape (DevSpace's pass for
+# ``runtime.*``, which the rewrite engine previews), "commands" is the
+# expression step.
+Step = Literal["fill", "escapes", "commands"]
+LOAD_TIME: tuple[Step, ...] = ("fill", "commands", "fill")
+RUNTIME: tuple[Step, ...] = ("fill", "escapes", "commands", "fill", "escapes")
 
 
 class Resolved(NamedTuple):
@@ -32,21 +56,30 @@ class Resolved(NamedTuple):
 
 
 def has_command(text: str) -> bool:
-    """``$(…)`` on one line (what ``\\$\\((.+?)\\)`` finds), in one linear scan."""
+    """``$(…)`` on one line (what ``\\$\\((.+?)\\)`` finds), in one linear scan;
+    ``$$(`` is DevSpace's escape, never a command."""
     start = text.find("$(")
     while start >= 0:
         eol = text.find("\n", start)
         end = len(text) if eol < 0 else eol
+        if start > 0 and text[start - 1] == "$":
+            start = text.find("$(", start + 2)  # escaped: the next one may be a command
+            continue
         if text.find(")", start + 3, end) >= 0:
             return True
         if eol < 0:
             return False
-        start = text.find("$(", eol)
+        start = text.find("$(", eol)  # no ")" after this one on its line: nor after the rest
     return False
 
 
+def escaped_command(text: str) -> bool:
+    """The whole value is ``$$(…)``: DevSpace keeps it as the literal ``$(…)``."""
+    return _ESCAPED_COMMAND.fullmatch(text) is not None
+
+
 def has_expression(text: str) -> bool:
-    return bool(VAR_RE.search(text)) or has_command(text)
+    return bool(VAR_RE.search(text)) or has_command(text) or escaped_command(text)
 
 
 def _scalar_text(value: Any) -> str:
@@ -117,11 +150,26 @@ class Vars:
             return self.env[name]
         return self.defaults.get(name)
 
-    def resolve(self, text: str) -> Resolved:
-        """``text`` with every ``${VAR}`` it can expand expanded."""
-        for name in dict.fromkeys(m.group(1) for m in VAR_RE.finditer(text)):
-            self.value_of(name)
-        return self._substitute(text)
+    def resolve(self, text: str, steps: tuple[Step, ...] = LOAD_TIME) -> Resolved:
+        """``text`` as DevSpace's ``steps`` leave it, every ``${VAR}`` it can
+        expand expanded (a load-time field unless ``steps`` says otherwise)."""
+        if "$" not in text:
+            return Resolved(text, True)
+        complete = True
+        first_fill = True
+        for step in steps:
+            if step == "commands":
+                if escaped_command(text):
+                    text = text[1:]
+                elif has_command(text):
+                    complete = False  # DevSpace runs it; the hook never does
+                continue
+            done = self._substitute(text, fill=step == "fill", first=first_fill)
+            if done.error is not None:
+                return done
+            text, complete = done.value, complete and done.complete
+            first_fill = first_fill and step != "fill"
+        return Resolved(text, complete)
 
     def value_of(self, name: str) -> Resolved | None:
         """The expanded value of a variable (None when it has none here).
@@ -162,33 +210,33 @@ class Vars:
     def _own_error(self, name: str) -> bool:
         """Whether ``name``'s error starts with it (none of its references has one)."""
         return not any(
-            (r := self._memo.get(m.group(1))) is not None and r.error is not None
-            for m in VAR_RE.finditer(self.lookup(name) or "")
+            (r := self._memo.get(ref)) is not None and r.error is not None
+            for ref in self._refs(self.lookup(name) or "")
         )
 
     @staticmethod
     def _refs(text: str) -> Iterator[str]:
-        return (m.group(1) for m in VAR_RE.finditer(text))
+        """The names ``text`` refers to (an escape, ``$${X}``, refers to none)."""
+        return (m.group(2) for m in VAR_RE.finditer(text) if len(m.group(1)) == 1)
 
-    def _substitute(self, text: str) -> Resolved:
-        """One pass over ``text``; every variable it names is already expanded."""
-        complete = not has_command(text)
+    def _substitute(self, text: str, *, fill: bool = True, first: bool = True) -> Resolved:
+        """One pass over ``text`` (DevSpace's ``ParseString``): each escape loses
+        a dollar; with ``fill``, each reference is replaced by its value. A
+        reference without one stays; it leaves the result unresolved in the
+        ``first`` pass (the writer meant a variable) or when it names a command
+        or question variable, and is the literal text after that (an escape
+        left it behind, or a variable's value brought it)."""
+        complete = not first or not has_command(text)
         parts: list[str] = []
         length = 0
         pos = 0
         for m in VAR_RE.finditer(text):
-            found = self._memo.get(m.group(1))
-            if found is None and self.lookup(m.group(1)) is not None:
-                found = self.value_of(m.group(1))  # a name first met here
-            if found is not None and found.error is not None:
-                return Resolved(text, False, found.error)
-            if found is not None:
-                piece = found.value
-                complete = complete and found.complete
-            elif m.group(2) is not None:
-                piece = m.group(2)
-            else:
-                piece = m.group(0)
+            piece, known = self._piece(m, fill)
+            if isinstance(known, Resolved):
+                if known.error is not None:
+                    return Resolved(text, False, known.error)
+                complete = complete and known.complete
+            elif known is False and (first or m.group(2) in self.dynamic):
                 complete = False
             parts += (text[pos : m.start()], piece)
             length += m.start() - pos + len(piece)
@@ -211,6 +259,24 @@ class Vars:
                 f"variable expansions pass {MAX_VAR_TOTAL:,} characters in all (the limit)",
             )
         return Resolved("".join(parts), complete)
+
+    def _piece(self, m: re.Match[str], fill: bool) -> tuple[str, Resolved | bool]:
+        """What one match becomes, and what is known of it: its variable's
+        value, True (an escape, a default, or left alone in this pass) or
+        False (a reference without a value)."""
+        dollars, name, default = m.group(1), m.group(2), m.group(3)
+        if len(dollars) > 1:
+            return m.group(0)[1:], True
+        if not fill:
+            return m.group(0), True
+        found = self._memo.get(name)
+        if found is None and self.lookup(name) is not None:
+            found = self.value_of(name)  # a name first met here
+        if found is not None:
+            return found.value, found
+        if default is not None:
+            return default, True
+        return m.group(0), False
 
     def problems(self) -> Iterator[tuple[str, str]]:
         """``(name, message)`` for every variable defined here that cannot be

@@ -119,7 +119,9 @@ def test_expression_scanning_is_linear(text: str) -> None:
         ("$()", False),
         ("$())", True),
         ("$(x\n)", False),
-        ("$$(x)", True),
+        ("$$(x)", False),  # DevSpace's escape: the literal $(x)
+        ("a $$(x) $(y)", True),
+        ("$$$(x)", False),
         ("(x)$(", False),
     ],
 )
