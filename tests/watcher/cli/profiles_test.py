@@ -205,3 +205,32 @@ def test_the_watcher_keeps_its_profile_when_the_config_is_edited(
             for name in (base, first, second):
                 for img in docker_client.images.list(name=name):
                     docker_client.images.remove(img.id, force=True)
+
+
+def test_up_loads_the_registry_settings_with_the_profiles(tmp_path: Path) -> None:
+    """What ``devreg up -p`` deploys: the registry settings after the profiles (a
+    patch, and devreg's merge of ``localRegistry``)."""
+    from watcher.cluster.registry import load_valid_config
+
+    config = tmp_path / "devspace.yaml"
+    config.write_text(
+        CONFIG
+        + "- name: ns\n  patches:\n  - {op: add, path: localRegistry.namespace, value: reg-ns}\n"
+        + "- name: big\n  merge:\n    localRegistry:\n      persistence: {enabled: true}\n"
+    )
+    base = load_valid_config(config).local_registry
+    assert (base.namespace, base.persistence.enabled) == (None, False)
+    chosen = load_valid_config(config, profiles=["ns", "big"]).local_registry
+    assert (chosen.namespace, chosen.persistence.enabled, chosen.enabled) == ("reg-ns", True, True)
+
+
+def test_up_with_an_unknown_profile_stops_before_the_cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "devspace.yaml"
+    config.write_text(CONFIG)
+    # No kubeconfig context exists by this name: reaching the cluster would fail otherwise.
+    assert main(["up", "-c", str(config), "--context", "nowhere", "-p", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert f"{config}:7:1: error: no profile 'nope' (profiles: prod, ci)" in err
+    assert "nothing was applied" in err
