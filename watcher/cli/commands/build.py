@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
+from hookpkg.config import Image
 from hookpkg.errors import FatalError
 from watcher import console
 from watcher.build.contenttag import ContextIndex, DigestCache
-from watcher.build.pipeline import Outcome
+from watcher.build.pipeline import Outcome, Pipeline
 from watcher.cli.results import BuildResult
 from watcher.daemon.exec_cmd import ExecCommand, ExecResult, check_exec
 from watcher.daemon.session import Profiles, Session, require_config, stderr_log
@@ -55,39 +56,47 @@ def build(
     try:
         pipeline = session.pipeline(cfg, state)
         for key in selected:
-            image = cfg.images[key]
-            index = ContextIndex(image.context, image.dockerfile, cache)
-            index.scan()
-            outcome = pipeline.run(
-                key,
-                index.snapshot(),
-                cancel=threading.Event(),
-                log=_prefixed(key),
-            )
-            results.append(outcome)
-            if outcome.state == "failed":
-                console.problem(f"[{key}] FAILED: {outcome.error}")
-                for line in outcome.tail[-20:]:
-                    console.problem(f"[{key}]   {line}", None)
-            else:
-                stderr_log(
-                    f"[{key}] {outcome.state}: {outcome.reference} ({outcome.seconds:.2f} s)"
-                )
+            results.append(_build_one(pipeline, key, cfg.images[key], cache))
         cache.save()
         pipeline.publish()
     finally:
         session.close()
     delivered = [o.key for o in results if o.state in ("built", "pushed", "up-to-date")]
-    ran: ExecResult | None = None
-    if exec_command and delivered:
-        runner = ExecCommand(
-            exec_command, directory=cfg.directory, env_file=pipeline.env_path, log=stderr_log
-        )
-        with _sigterm_stops(runner):
-            ran = runner.run(delivered)
-    elif exec_command:
-        stderr_log(f"[exec] no image was delivered; not running `{exec_command}`")
+    ran = _exec_once(exec_command, cfg.directory, pipeline.env_path, delivered)
     return BuildResult(tuple(results), pipeline.env_path, ran)
+
+
+def _build_one(pipeline: Pipeline, key: str, image: Image, cache: DigestCache) -> Outcome:
+    """One image through the pipeline, its context scanned now; its outcome on stderr."""
+    index = ContextIndex(image.context, image.dockerfile, cache)
+    index.scan()
+    outcome = pipeline.run(
+        key,
+        index.snapshot(),
+        cancel=threading.Event(),
+        log=_prefixed(key),
+    )
+    if outcome.state == "failed":
+        console.problem(f"[{key}] FAILED: {outcome.error}")
+        for line in outcome.tail[-20:]:
+            console.problem(f"[{key}]   {line}", None)
+    else:
+        stderr_log(f"[{key}] {outcome.state}: {outcome.reference} ({outcome.seconds:.2f} s)")
+    return outcome
+
+
+def _exec_once(
+    exec_command: str | None, directory: Path, env_file: Path, delivered: list[str]
+) -> ExecResult | None:
+    """``--exec CMD`` once when an image was delivered (None: not run)."""
+    if not exec_command:
+        return None
+    if not delivered:
+        stderr_log(f"[exec] no image was delivered; not running `{exec_command}`")
+        return None
+    runner = ExecCommand(exec_command, directory=directory, env_file=env_file, log=stderr_log)
+    with _sigterm_stops(runner):
+        return runner.run(delivered)
 
 
 @contextlib.contextmanager
