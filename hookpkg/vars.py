@@ -60,11 +60,11 @@ def has_command(text: str) -> bool:
     ``$$(`` is DevSpace's escape, never a command."""
     start = text.find("$(")
     while start >= 0:
-        eol = text.find("\n", start)
-        end = len(text) if eol < 0 else eol
         if start > 0 and text[start - 1] == "$":
             start = text.find("$(", start + 2)  # escaped: the next one may be a command
             continue
+        eol = text.find("\n", start)
+        end = len(text) if eol < 0 else eol
         if text.find(")", start + 3, end) >= 0:
             return True
         if eol < 0:

@@ -101,6 +101,8 @@ def test_a_long_chain_costs_no_recursion() -> None:
         "$(" * 100_000,
         "$($(" * 50_000 + "\n" + "$(x" * 50_000,
         "${a:-${a:-" * 50_000 + "}",
+        "$$(" * 300_000,  # escapes: each one is skipped, the line is not rescanned
+        "$" * 200_000 + "{a",
     ],
 )
 def test_expression_scanning_is_linear(text: str) -> None:
