@@ -64,6 +64,7 @@ scalars = st.one_of(
             "$(" + "x" * 5000 + ")",
         ]
     ),
+    st.sampled_from([1.0, 5000.0, -0.0, 31234.0]),  # floats a port must not take
     st.text(max_size=8),
 )
 keys = st.sampled_from(
@@ -101,8 +102,16 @@ def ecma_pattern(
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
+def yaml_integer(_checker: Any, instance: Any) -> bool:
+    """An integer as YAML and DevSpace's Go loader mean it: ``port: 1.0`` is a float,
+    which DevSpace refuses for an int field, where JSON Schema calls 1.0 an integer."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
 EcmaValidator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, {"pattern": ecma_pattern}
+    jsonschema.Draft202012Validator,
+    {"pattern": ecma_pattern},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", yaml_integer),
 )
 
 
