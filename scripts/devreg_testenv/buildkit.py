@@ -192,7 +192,9 @@ def build_buildkit_image() -> None:
 
 
 def real_nodes_up(state: dict[str, Any]) -> list[nodes.Node]:
-    return [n for n in nodes.NODES if proc_alive(state, n.proc("containerd"))]
+    """The nodes a registry (and its buildkitd sidecar) may land on: not the odd ones,
+    which are tainted."""
+    return [n for n in nodes.NODES if not n.odd and proc_alive(state, n.proc("containerd"))]
 
 
 def up_buildkit(state: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,7 @@ PACKAGES = (
     "conntrack",
     "iptables",
     "iproute2",
+    "nftables",  # kube-proxy's nftables mode (the odd node devreg-node-3)
 )
 CNI_BIN = "/usr/lib/cni"
 REAL_LABEL = "devreg.test/node"
@@ -97,6 +99,23 @@ class Node:
     name: str
     index: int
     netns: str | None  # None: this machine's own network namespace
+    # An "odd" node is broken on purpose, the way real clusters break the pull from
+    # localhost:<nodePort> (issue 14): tainted ODD_TAINT=<odd>:NoSchedule so that no
+    # pod lands there unless a test untaints it; labelled REAL_LABEL=odd.
+    #   ipv6-localhost: its containerd resolves localhost to ::1 only (a private
+    #     /etc/hosts in a mount namespace of its own), where node ports do not answer;
+    #   nftables: its kube-proxy runs in nftables mode, which serves no node port on
+    #     127.0.0.1.
+    odd: str | None = None
+
+    @property
+    def proxy_mode(self) -> str:
+        return "nftables" if self.odd == "nftables" else "iptables"
+
+    @property
+    def hosts_file(self) -> Path | None:
+        """The /etc/hosts its containerd sees, when not this machine's."""
+        return self.dir / "hosts" if self.odd == "ipv6-localhost" else None
 
     @property
     def ip(self) -> str:
@@ -128,7 +147,15 @@ class Node:
         return f"{what}-{self.name}"
 
 
-NODES = (Node("devreg-node-0", 0, None), Node("devreg-node-1", 1, "devreg-node-1"))
+NODES = (
+    Node("devreg-node-0", 0, None),
+    Node("devreg-node-1", 1, "devreg-node-1"),
+    Node("devreg-node-2", 2, "devreg-node-2", odd="ipv6-localhost"),
+    Node("devreg-node-3", 3, "devreg-node-3", odd="nftables"),
+)
+ODD_TAINT = "devreg.test/odd"
+# localhost to ::1 only, as on the k3d node of devspace-sh/devspace#2852
+IPV6_LOCALHOST_HOSTS = "# devreg-node-2: localhost is IPv6 only here\n::1 localhost\n"
 
 
 # ---------------------------------------------------------------------------------------
@@ -405,6 +432,8 @@ def kubelet_config(node: Node, healthz_port: int) -> str:
         "podLogsDir": str(node.dir / "pod-logs"),
         **KUBELET_SANDBOX_SETTINGS,
     }
+    if node.odd:
+        cfg["registerWithTaints"] = [{"key": ODD_TAINT, "value": node.odd, "effect": "NoSchedule"}]
     return json.dumps(cfg, indent=2) + "\n"
 
 
@@ -442,7 +471,7 @@ def kube_proxy_config(node: Node, healthz_port: int, metrics_port: int) -> str:
         "kind": "KubeProxyConfiguration",
         "clientConnection": {"kubeconfig": str(node.dir / "kubeconfig")},
         "hostnameOverride": node.name,
-        "mode": "iptables",
+        "mode": node.proxy_mode,
         "clusterCIDR": POD_CIDR,
         "healthzBindAddress": f"127.0.0.1:{healthz_port}",
         "metricsBindAddress": f"127.0.0.1:{metrics_port}",
@@ -564,12 +593,16 @@ def start_node_process(
     ready_what: str,
     ready: Any,
     timeout: float = 90,
+    wrap: list[str] | None = None,
 ) -> None:
+    """``wrap``: a command that execs the words after it (``argv``) in the end; the
+    pid stays, and ``argv[0]`` is what to match."""
     name = node.proc(what)
     log(f"nodes: starting {name}")
     # nsenter execs the command in the node's namespace: the pid stays, and the
     # command line to match is the command's own.
-    proc = start_process(state, name, [*node.netns_prefix(), *argv], match=argv[:1])
+    command = argv if wrap is None else [*wrap, *argv]
+    proc = start_process(state, name, [*node.netns_prefix(), *command], match=argv[:1])
     wait_for(
         f"nodes ({name})",
         ready_what,
@@ -581,6 +614,16 @@ def start_node_process(
     )
 
 
+def private_hosts(hosts: Path) -> list[str]:
+    """A mount namespace of its own (slave: this machine's later mounts still reach
+    it) where ``hosts`` is /etc/hosts. Only what runs there sees it: containerd, which
+    resolves the names it pulls from. Pods with volumes mounted later by the kubelet
+    would not see them there (/ is not a shared mount here): the odd nodes run the
+    probe's pods only, which mount nothing."""
+    script = f"mount --bind {shlex.quote(str(hosts))} /etc/hosts && "
+    return ["unshare", "--mount", "--propagation", "slave", "sh", "-c", script + 'exec "$0" "$@"']
+
+
 def up_node(state: dict[str, Any], kube: Kube, node: Node, api_port: int) -> None:
     d = node.dir
     for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs"):
@@ -589,6 +632,10 @@ def up_node(state: dict[str, Any], kube: Kube, node: Node, api_port: int) -> Non
     changed |= write_if_changed(d / "cni" / "net.d" / "10-devreg.conflist", cni_config(node))
     for path, text in registry_hosts(node).items():
         write_if_changed(path, text)  # read at each pull: no restart needed
+    wrap = None
+    if node.hosts_file is not None:
+        changed |= write_if_changed(node.hosts_file, IPV6_LOCALHOST_HOSTS)
+        wrap = private_hosts(node.hosts_file)
     if changed or not proc_alive(state, node.proc("containerd")):
         stop_process(state, node.proc("containerd"))
         start_node_process(
@@ -599,6 +646,7 @@ def up_node(state: dict[str, Any], kube: Kube, node: Node, api_port: int) -> Non
             f"crictl info on {node.sock}",
             lambda: crictl(node, "info", check=False).returncode == 0,
             60,
+            wrap=wrap,
         )
     import_images(node)
 
@@ -618,7 +666,8 @@ def up_node(state: dict[str, Any], kube: Kube, node: Node, api_port: int) -> Non
             f"--cert-dir={d / 'kubelet' / 'pki'}",
             f"--hostname-override={node.name}",
             f"--node-ip={node.ip}",
-            f"--node-labels={REAL_LABEL}=real,{REAL_LABEL}-netns={node.netns or 'host'}",
+            f"--node-labels={REAL_LABEL}={'odd' if node.odd else 'real'},"
+            f"{REAL_LABEL}-netns={node.netns or 'host'}",
             "--v=1",
         ]
         start_node_process(
@@ -827,7 +876,8 @@ def nodes_problems(state: dict[str, Any]) -> list[str]:
 def nodes_exports(state: dict[str, Any]) -> list[tuple[str, str]]:
     netns = [n for n in NODES if n.netns]
     return [
-        ("DEVREG_TEST_REAL_NODES", ",".join(n.name for n in NODES)),
+        ("DEVREG_TEST_REAL_NODES", ",".join(n.name for n in NODES if not n.odd)),
+        ("DEVREG_TEST_ODD_NODES", ",".join(f"{n.name}={n.odd}" for n in NODES if n.odd)),
         ("DEVREG_TEST_NODE_NETNS", ",".join(f"{n.name}={n.netns}" for n in netns)),
         ("DEVREG_TEST_CRICTL", str(crictl_bin())),
         ("DEVREG_TEST_AWAY_NETNS", AWAY_NETNS),

@@ -236,11 +236,15 @@ class RealNode:
 # that only the kind tests use (tainted; its loopback is not this machine's): the tests
 # that want "every real node" leave it out.
 KIND_NODE_LABEL = ("devreg.test/node", "kind")
+# The odd nodes are real too, but broken on purpose for the pull probe's tests (tainted:
+# scripts/devreg_testenv/nodes.py, Node.odd): they pull nothing from localhost:<nodePort>.
+ODD_NODE_LABEL = ("devreg.test/node", "odd")
+OTHER_NODE_LABELS = (KIND_NODE_LABEL[1], ODD_NODE_LABEL[1])
 
 
 def find_real_nodes(api_client: Any, testenv: TestEnv) -> list[RealNode]:
     """The Ready nodes whose runtime is containerd, found through the API as a user would
-    (not the kind node: ``KIND_NODE_LABEL``)."""
+    (not the kind node, nor the odd ones: ``OTHER_NODE_LABELS``)."""
     from kubernetes import client
 
     netns = dict(testenv.node_netns)
@@ -249,7 +253,7 @@ def find_real_nodes(api_client: Any, testenv: TestEnv) -> list[RealNode]:
         runtime = node.status.node_info.container_runtime_version or ""
         ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
         label = (node.metadata.labels or {}).get(KIND_NODE_LABEL[0])
-        if runtime.startswith("containerd://") and ready and label != KIND_NODE_LABEL[1]:
+        if runtime.startswith("containerd://") and ready and label not in OTHER_NODE_LABELS:
             address = next(
                 (a.address for a in node.status.addresses or [] if a.type == "InternalIP"), ""
             )

@@ -2,7 +2,14 @@
 `devreg up` and `devreg status` prove that every node workloads can land on pulls from
 ``localhost:<nodePort>``, and name the cause and the fix when one cannot.
 
-The failures are made for real on node ``devreg-node-1`` and undone afterwards:
+Two causes live in the test environment for good, each on an "odd" real node, tainted
+``devreg.test/odd=<cause>:NoSchedule`` so that nothing lands there unless a test takes
+the taint off for its probe (and puts it back):
+- ``devreg-node-2`` resolves ``localhost`` to ``::1`` only (its containerd sees a
+  private /etc/hosts, as on the k3d node of devspace-sh/devspace#2852);
+- ``devreg-node-3`` runs kube-proxy in nftables mode (no node port on 127.0.0.1).
+
+Two more are made for real on node ``devreg-node-1`` and undone afterwards:
 - a runtime that insists on HTTPS: containerd's ``hosts.toml`` for the registry's host
   with an ``https`` server (read at each pull), then the fix devreg prints, applied;
 - a node whose kube-proxy does not serve the node port on its own loopback (as in
@@ -24,6 +31,7 @@ import pytest
 
 from tests.plugins.testenv import RealNode, TestEnv
 from tests.watcher.e2e import copy_example, devreg
+from tests.watcher.pods import run_on_each_node
 
 pytestmark = [pytest.mark.testenv, pytest.mark.slow]
 
@@ -180,3 +188,74 @@ def test_devreg_node_host_renames_the_registry_everywhere(hello: Path) -> None:
     bad = devreg("preview", cwd=hello, env={"DEVREG_NODE_HOST": "10.1.2.3"}, check=False)
     assert bad.returncode == 2
     assert "DEVREG_NODE_HOST='10.1.2.3' is not a loopback address" in bad.stderr
+
+
+@contextlib.contextmanager
+def odd_node(core: Any, cause: str) -> Iterator[RealNode]:
+    """The odd node broken by ``cause``, its taint taken off while the test probes it."""
+    selector = "devreg.test/node=odd"
+    found = [
+        n
+        for n in core.list_node(label_selector=selector).items
+        if any(t.key == "devreg.test/odd" and t.value == cause for t in n.spec.taints or [])
+    ]
+    assert len(found) == 1, f"no odd node for {cause} (scripts/testenv nodes): {found}"
+    node = found[0]
+    taints = list(node.spec.taints)
+    kept = [t for t in taints if t.key != "devreg.test/odd"]
+    core.patch_node(node.metadata.name, {"spec": {"taints": kept or None}})
+    try:
+        yield RealNode(node.metadata.name, "", node.metadata.name)
+    finally:
+        core.patch_node(node.metadata.name, {"spec": {"taints": taints}})
+
+
+def test_a_node_resolving_localhost_to_ipv6_is_diagnosed_and_127_0_0_1_works(
+    testenv: TestEnv, real_nodes: list[RealNode], core: Any, namespace: str, tmp_path: Path
+) -> None:
+    hello = copy_example(tmp_path / "hello", image=f"ghcr.io/example/v6-{namespace[-8:]}").parent
+    (hello / "src" / "hello.sh").write_text('#!/bin/sh\necho "ran $(basename $0)"\n')
+    endpoint, _, _ = up(hello, namespace, "--no-probe")  # the registry lands on 0 or 1
+    port = endpoint["node_port"]
+    with odd_node(core, "ipv6-localhost") as node:
+        endpoint, err, code = up(hello, namespace, check=False)
+        assert code == 1, err
+        found = by_node(endpoint["pull_probe"])[node.name]
+        assert (found["state"], found["cause"]) == ("failed", "ipv6-localhost"), found
+        assert f"dial tcp [::1]:{port}: connect: connection refused" in found["message"]
+        assert f"127.0.0.1:{port} works on that node (probed)" in found["says"]
+        assert "DEVREG_NODE_HOST=127.0.0.1" in found["fix"]
+        assert probe_pods(core, namespace) == []
+
+        # The fix, as offered: every node pulls 127.0.0.1:<port>/…, and the user's image
+        # is named so and runs there.
+        env = {"DEVREG_NODE_HOST": "127.0.0.1"}
+        done = devreg("up", "-n", namespace, "-o", "json", cwd=hello, env=env)
+        fixed = json.loads(done.stdout)
+        assert fixed["host"] == f"127.0.0.1:{port}"
+        assert fixed["pull_probe"]["ok"], done.stderr
+        assert by_node(fixed["pull_probe"])[node.name]["state"] == "pulled"
+        built = devreg("build", "-n", namespace, "-o", "json", cwd=hello, env=env)
+        reference = json.loads(built.stdout)["images"]["app"]["reference"]
+        assert reference.startswith(f"127.0.0.1:{port}/example/v6-")
+        assert f"RUNTIME_IMAGES_APP={reference}" in (hello / ".devreg.env").read_text()
+        ran = run_on_each_node(core, namespace, reference, [node, *real_nodes])
+        assert set(ran.values()) == {"ran hello.sh"}
+
+
+def test_a_node_whose_kube_proxy_runs_in_nftables_mode_is_diagnosed(
+    testenv: TestEnv, real_nodes: list[RealNode], core: Any, namespace: str, hello: Path
+) -> None:
+    endpoint, _, _ = up(hello, namespace, "--no-probe")
+    port = endpoint["node_port"]
+    with odd_node(core, "nftables") as node:
+        endpoint, err, code = up(hello, namespace, check=False)
+    status = devreg("status", "-n", namespace, cwd=hello, check=False)
+    assert code == 1, err
+    found = by_node(endpoint["pull_probe"])[node.name]
+    assert (found["state"], found["cause"]) == ("failed", "no-loopback-nodeport"), found
+    assert f"dial tcp 127.0.0.1:{port}: connect: connection refused" in found["message"]
+    assert "nftables" in found["says"]
+    assert all(by_node(endpoint["pull_probe"])[n.name]["state"] == "pulled" for n in real_nodes)
+    # status probed again with the taint back: the odd node is skipped, and says why.
+    assert f"{node.name}: skipped (taint devreg.test/odd=nftables:NoSchedule)" in status.stdout
