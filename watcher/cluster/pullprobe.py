@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -81,11 +82,15 @@ class ProbeResult:
 
 def format_probe(result: Mapping[str, Any]) -> list[str]:
     """Text lines for ``up`` and ``status``."""
+    if result.get("state") == "running":
+        return [f"pull probe: running (the watcher's), {result.get('host')}/…"]
     if result.get("error"):
         return [f"pull probe: could not run: {result['error']}"]
     nodes = result.get("nodes") or []
     pulled = [n for n in nodes if n["state"] == "pulled"]
     how = "cached" if result.get("cached") else f"{result.get('seconds', 0):.2f} s"
+    if result.get("from_watcher"):
+        how += ", the watcher's"
     lines = [f"pull probe: {len(pulled)} of {len(nodes)} node(s) pull {result['host']}/… ({how})"]
     for n in nodes:
         if n["state"] == "pulled":
@@ -385,6 +390,22 @@ def _write_cache(state_dir: Path | None, key: str, result: ProbeResult) -> None:
         pass  # a cache that cannot be written only costs the next run a probe
 
 
+def _probe_target(endpoint: RegistryEndpoint, kube: Kube) -> dict[str, Any]:
+    """``probe_pulls``'s keyword arguments for ``endpoint``."""
+    return {
+        "namespace": endpoint.namespace or kube.namespace,
+        "registry": endpoint.name or "devreg",
+        "host": endpoint.host,
+        "push_host": endpoint.push_host,
+        "registry_id": {
+            "source": endpoint.source,
+            "namespace": endpoint.namespace,
+            "name": endpoint.name,
+            "kind": endpoint.workload_kind,
+        },
+    }
+
+
 def probe_endpoint(
     endpoint: RegistryEndpoint, state_dir: Path | None, *, log: Log = lambda _: None
 ) -> ProbeResult | None:
@@ -394,21 +415,53 @@ def probe_endpoint(
         return None
     kube = endpoint.api or Kube(endpoint.context)
     try:
-        return probe_pulls(
-            kube,
-            namespace=endpoint.namespace or kube.namespace,
-            registry=endpoint.name or "devreg",
-            host=endpoint.host,
-            push_host=endpoint.push_host,
-            registry_id={
-                "source": endpoint.source,
-                "namespace": endpoint.namespace,
-                "name": endpoint.name,
-                "kind": endpoint.workload_kind,
-            },
-            state_dir=state_dir,
-            log=log,
-        )
+        return probe_pulls(kube, **_probe_target(endpoint, kube), state_dir=state_dir, log=log)
     finally:
         if endpoint.api is None:
             kube.close()
+
+
+class BackgroundProbe:
+    """The probe in a thread of its own, for the watcher: it never holds up a build
+    (most builds need no node to pull: a build that pushes is done when the registry
+    has the image), its result goes to the watcher's log and status, and a node that
+    cannot pull stops nothing. It has an API client of its own (the session's serves
+    the builds)."""
+
+    def __init__(
+        self,
+        endpoint: RegistryEndpoint,
+        state_dir: Path | None,
+        *,
+        log: Log,
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
+        self._endpoint = endpoint
+        self._state_dir = state_dir
+        self._log = log
+        self.on_done = on_done
+        self.result: ProbeResult | None = None
+        self._thread = threading.Thread(target=self._run, name="pull-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        endpoint = self._endpoint
+        try:
+            with Kube(endpoint.context) as kube:
+                target = _probe_target(endpoint, kube)
+                result = probe_pulls(kube, **target, state_dir=self._state_dir, log=self._log)
+        except Exception as e:  # an API server gone away, refused rights: shown, not fatal
+            result = ProbeResult(endpoint.host, error=str(e) or type(e).__name__)
+        self.result = result
+        for line in format_probe(result.as_json()):
+            self._log(line)
+        if self.on_done is not None:
+            self.on_done()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def as_json(self) -> dict[str, Any]:
+        if self.result is None:
+            return {"host": self._endpoint.host, "state": "running", "nodes": []}
+        return {**self.result.as_json(), "state": "done"}

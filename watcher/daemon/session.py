@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hookpkg import plan as plan_mod
 from hookpkg.config import Config
@@ -22,6 +22,7 @@ from watcher.daemon.state import StateDir
 
 if TYPE_CHECKING:  # imported when a build needs them: they bring the kubernetes client
     from watcher.build.buildkit.backend import BuildkitBackend
+    from watcher.cluster.pullprobe import BackgroundProbe
     from watcher.cluster.registry import RegistryEndpoint
 
 Log = Callable[[str], None]
@@ -90,6 +91,11 @@ class Session:
     backend: BuildBackend | None = None
     in_cluster: BuildkitBackend | None = None
     endpoint: RegistryEndpoint | None = None
+    # The watcher's: where the pull probe caches its result (None: no probe, as
+    # for ``devreg build``, whose pass must not wait for pods), and whom it tells.
+    probe_dir: Path | None = None
+    on_probe: Callable[[], None] | None = None
+    probe: BackgroundProbe | None = None
 
     def __post_init__(self) -> None:
         self.cluster = classify_cluster(self.context)
@@ -112,12 +118,28 @@ class Session:
                 timeout=self.timeout,
                 log=self.log,
             )
+            self._start_probe()
         registry = None
         if self.endpoint is not None:
             registry = plan_mod.Registry(
                 self.endpoint.host, self.endpoint.source, self.endpoint.namespace
             )
         return plan_mod.plan_images(config, self.cluster, paths, registry)
+
+    def _start_probe(self) -> None:
+        """The pull probe, once per session, beside the builds (never before them)."""
+        if self.probe_dir is None or self.probe is not None or self.endpoint is None:
+            return
+        if not self.endpoint.reachable:
+            return
+        from watcher.cluster.pullprobe import BackgroundProbe
+
+        self.probe = BackgroundProbe(
+            self.endpoint, self.probe_dir, log=self.log, on_done=self.on_probe
+        )
+
+    def probe_status(self) -> dict[str, Any] | None:
+        return self.probe.as_json() if self.probe is not None else None
 
     def pipeline(self, config: Config, state: StateDir) -> Pipeline:
         plans = self.plan(config)

@@ -190,8 +190,10 @@ class Watcher:
         on_status: Callable[[dict[str, Any]], None] | None = None,
         observer_factory: Callable[[], BaseObserver] = Observer,
         exec_command: ExecCommand | None = None,
+        probe_status: Callable[[], dict[str, Any] | None] | None = None,
     ) -> None:
         self.config = config
+        self._probe_status = probe_status
         self._reload_config = reload_config
         self._make_pipeline = make_pipeline
         self.cache = cache
@@ -577,7 +579,13 @@ class Watcher:
             else None,
             "images": images,
             "config_errors": list(self.config_errors),
+            "pull_probe": self._probe_status() if self._probe_status is not None else None,
         }
+
+    def report(self) -> None:
+        """Write the status now (something outside the rounds changed, such as the
+        pull probe's result)."""
+        self._report()
 
     def _report(self) -> None:
         if self._on_status is not None:

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from tests.plugins.testenv import RealNode, TestEnv
-from tests.watcher.e2e import copy_example, devreg
+from tests.watcher.e2e import copy_example, devreg, wait_for
 from tests.watcher.pods import run_on_each_node
 
 pytestmark = [pytest.mark.testenv, pytest.mark.slow]
@@ -259,3 +259,59 @@ def test_a_node_whose_kube_proxy_runs_in_nftables_mode_is_diagnosed(
     assert all(by_node(endpoint["pull_probe"])[n.name]["state"] == "pulled" for n in real_nodes)
     # status probed again with the taint back: the odd node is skipped, and says why.
     assert f"{node.name}: skipped (taint devreg.test/odd=nftables:NoSchedule)" in status.stdout
+
+
+def test_the_watcher_probes_beside_its_builds_and_status_shows_it(
+    testenv: TestEnv, real_nodes: list[RealNode], core: Any, namespace: str, hello: Path
+) -> None:
+    """The watcher keeps building whatever the probe finds; its result reaches the
+    watcher's log and status file, and `devreg status --no-probe` shows it."""
+    (hello / ".devreg").mkdir(exist_ok=True)
+    devreg("watch", "--detach", "-n", namespace, cwd=hello)
+    try:
+        status_file = hello / ".devreg" / "status.json"
+
+        def probed() -> dict[str, Any] | None:
+            doc = json.loads(status_file.read_text()) if status_file.exists() else {}
+            probe = doc.get("pull_probe") or {}
+            return doc if probe.get("state") == "done" else None
+
+        doc = wait_for(probed, timeout=120, what="the watcher's pull probe in status.json")
+        assert doc["pull_probe"]["ok"] is True, doc["pull_probe"]
+        nodes = by_node(doc["pull_probe"])
+        assert all(nodes[n.name]["state"] == "pulled" for n in real_nodes)
+        wait_for(
+            lambda: (hello / ".devreg.env").exists(),
+            timeout=120,
+            what="the watcher's first delivery (the probe held nothing up)",
+        )
+        log = (hello / ".devreg" / "watch.log").read_text()
+        assert f"pull probe: {len(real_nodes)} of " in log
+        shown = devreg("status", "-n", namespace, "--no-probe", cwd=hello, check=False)
+        assert "the watcher's" in shown.stdout
+        assert f"  {real_nodes[0].name}: pulls" in shown.stdout
+    finally:
+        devreg("stop", cwd=hello)
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [None, "nodes", {"nodes": "x"}, {"nodes": [1]}, {"nodes": [{"node": 3}]}],
+)
+def test_status_trusts_no_planted_probe_result(planted: Any) -> None:
+    from watcher.cli.commands.status import _saved_probe
+
+    assert _saved_probe({"pull_probe": planted}) is None
+
+
+def test_status_keeps_only_the_fields_the_watcher_writes() -> None:
+    from watcher.cli.commands.status import _saved_probe
+    from watcher.cluster.pullprobe import format_probe
+
+    planted = {"nodes": [{"node": "n", "state": {"x": 1}, "snippets": "abc", "cause": 7}]}
+    found = _saved_probe({"pull_probe": {**planted, "host": 5, "seconds": "x"}})
+    assert found is not None
+    (node,) = found["nodes"]
+    assert (node["node"], node["state"], node["cause"], node["snippets"]) == ("n", None, None, [])
+    assert (found["host"], found["seconds"], found["from_watcher"]) == ("?", 0, True)
+    assert format_probe(found)[0].startswith("pull probe: 0 of 1 node(s) pull ?/")

@@ -50,6 +50,29 @@ def _probe(registry: dict[str, Any], state_dir: Path | None, context: str | None
         return {"host": registry["host"], "ok": False, "error": str(e), "nodes": []}
 
 
+_PROBE_NODE_FIELDS = ("node", "state", "message", "cause", "says", "fix")
+
+
+def _saved_probe(saved: dict[str, Any]) -> dict[str, Any] | None:
+    """The watcher's probe result from its status file, in the shape it writes, else
+    None: a planted or edited file is not trusted (as ``_images`` does)."""
+    probe = saved.get("pull_probe")
+    if not isinstance(probe, dict) or not isinstance(probe.get("nodes"), list):
+        return None
+    nodes = []
+    for node in probe["nodes"]:
+        if not isinstance(node, dict) or not isinstance(node.get("node"), str):
+            return None
+        fields = {k: node[k] for k in _PROBE_NODE_FIELDS if isinstance(node.get(k), str)}
+        snippets = [x for x in _list(node.get("snippets")) if isinstance(x, str)]
+        nodes.append({**dict.fromkeys(_PROBE_NODE_FIELDS), **fields, "snippets": snippets})
+    kept = {k: probe[k] for k in ("host", "state", "error") if isinstance(probe.get(k), str)}
+    cached = probe.get("cached") is True
+    seconds = probe.get("seconds") if isinstance(probe.get("seconds"), int | float) else 0
+    return {"host": "?", **kept, "nodes": nodes, "cached": cached, "seconds": seconds,
+            "from_watcher": True}  # fmt: skip
+
+
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -96,4 +119,8 @@ def status(
             **registry,
             "pull_probe": _probe(registry, trusted_state_dir(config_dir), context),
         }
+    elif running and "error" not in registry and (found := _saved_probe(saved)) is not None:
+        # --no-probe (or a registry that does not answer here): what the running
+        # watcher's own probe found, as it wrote it.
+        registry = {**registry, "pull_probe": found}
     return StatusResult(watcher=watcher, registry=registry, now=time.time())

@@ -60,7 +60,9 @@ def watch(
     cfg = require_config(config, log=_log, profiles=chosen)
     state = StateDir(cfg.directory)
     state.acquire()
-    session = Session(context=context, namespace=namespace, timeout=timeout, log=_log)
+    session = Session(
+        context=context, namespace=namespace, timeout=timeout, log=_log, probe_dir=state.root
+    )
     runner = (
         ExecCommand(
             exec_command, directory=cfg.directory, env_file=cfg.directory / ENV_FILE, log=_log
@@ -112,7 +114,9 @@ def _run_until_stopped(
             log=_log,
             on_status=state.write_status,
             exec_command=runner,
+            probe_status=session.probe_status,
         )
+        session.on_probe = watcher.report
         _log(
             f"watching {len(cfg.images)} image(s) of {cfg.path} (debounce {debounce * 1000:.0f} ms)"
         )
