@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import threading
 import time
@@ -29,10 +28,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from hookpkg import pullprobe as pure
 from hookpkg.errors import FatalError
+from watcher.cluster import registryhttp
+from watcher.cluster.httpconn import HTTPError
 from watcher.cluster.kube import Kube
 from watcher.safefile import read_private, write_private
 
@@ -140,64 +140,27 @@ def cache_key(kube: Kube, registry: Mapping[str, Any], nodes: list[dict[str, Any
 # --- the image into the registry -------------------------------------------------------------
 
 
-class PushError(FatalError):
-    pass
-
-
-def _call(
-    conn: http.client.HTTPConnection,
-    method: str,
-    path: str,
-    body: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> http.client.HTTPResponse:
-    conn.request(method, path, body=body, headers={"User-Agent": "devreg", **(headers or {})})
-    resp = conn.getresponse()
-    resp.read()
-    return resp
-
-
 def push_probe_image(push_host: str, image: pure.ProbeImage, *, timeout: float = 10.0) -> None:
     """The probe image into the registry at ``push_host`` (plain HTTP, as devreg's
-    registry speaks); blobs the registry already has are not sent again."""
-    host, _, port = push_host.rpartition(":")
-    conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+    registry speaks), through the one registry client; blobs it already has are not
+    sent again. Raises :class:`PushError` naming the registry."""
     repo = pure.REPOSITORY
     try:
         for digest, data in image.blobs.items():
-            if _call(conn, "HEAD", f"/v2/{repo}/blobs/{digest}").status == 200:
-                continue
-            started = _call(conn, "POST", f"/v2/{repo}/blobs/uploads/")
-            location = started.getheader("Location")
-            if started.status != 202 or not location:
-                raise PushError(f"{push_host}: starting an upload answered {started.status}")
-            url = urlsplit(location)  # absolute or not, as registries differ
-            path = url.path + (f"?{url.query}&" if url.query else "?")
-            done = _call(
-                conn,
-                "PUT",
-                f"{path}digest={digest}",
-                data,
-                {"Content-Type": "application/octet-stream"},
-            )
-            if done.status != 201:
-                raise PushError(f"{push_host}: uploading {digest} answered {done.status}")
+            registryhttp.push_blob(push_host, repo, digest, data, timeout=timeout)
         for digest, manifest in image.manifests.items():
-            _put_manifest(conn, push_host, digest, manifest, pure.MANIFEST)
-        _put_manifest(conn, push_host, image.tag, image.index, pure.MANIFEST_LIST)
-    except OSError as e:
-        raise PushError(f"{push_host}: {e}") from e
-    finally:
-        conn.close()
+            registryhttp.put_manifest(
+                push_host, repo, digest, manifest, media_type=pure.MANIFEST, timeout=timeout
+            )
+        registryhttp.put_manifest(
+            push_host, repo, image.tag, image.index, media_type=pure.MANIFEST_LIST, timeout=timeout
+        )
+    except (OSError, HTTPError) as e:
+        raise PushError(f"{push_host}: {registryhttp.network_words(e, timeout)}") from e
 
 
-def _put_manifest(
-    conn: http.client.HTTPConnection, push_host: str, ref: str, body: bytes, media_type: str
-) -> None:
-    path = f"/v2/{pure.REPOSITORY}/manifests/{ref}"
-    resp = _call(conn, "PUT", path, body, {"Content-Type": media_type})
-    if resp.status != 201:
-        raise PushError(f"{push_host}: PUT {path} answered {resp.status}")
+class PushError(FatalError):
+    pass
 
 
 # --- the pods ------------------------------------------------------------------------------

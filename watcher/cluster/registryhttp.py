@@ -1,8 +1,9 @@
 """The one HTTP client devreg uses to talk to registries (the Distribution
 API, ``/v2/``): the reachability probe of ``up`` and ``status``
 (:func:`answers_v2`), the "is this tag there" question of a pipeline
-(:func:`manifest_present`) and the requests of the push check
-(:func:`request`, :mod:`watcher.cluster.pushcheck`).
+(:func:`manifest_present`), the requests of the push check
+(:func:`request`, :mod:`watcher.cluster.pushcheck`), and the pull probe's image
+(:func:`push_blob`, :func:`put_manifest`, :mod:`watcher.cluster.pullprobe`).
 
 Each call opens one connection (:mod:`watcher.cluster.httpconn`) and closes
 it: registries are asked a few questions per run, and a closed connection
@@ -100,3 +101,52 @@ def manifest_present(
     except (OSError, HTTPError):
         return None
     return {200: True, 404: False}.get(status)
+
+
+class PushRefused(OSError):
+    """The registry answered a push step with something else than success."""
+
+
+def push_blob(
+    hostport: str, path: str, digest: str, data: bytes, *, timeout: float = DEFAULT_TIMEOUT
+) -> bool:
+    """``data`` as blob ``digest`` of ``/v2/<path>`` on a plain-HTTP registry, in one
+    monolithic upload (POST, then PUT ``?digest=``); False when the registry already
+    had it (HEAD 200), True when it was sent. Raises :class:`PushRefused`, OSError or
+    :data:`HTTPError`."""
+    if request("HEAD", _url(hostport, f"/v2/{path}/blobs/{digest}"), timeout=timeout).status == 200:
+        return False
+    started = request("POST", _url(hostport, f"/v2/{path}/blobs/uploads/"), timeout=timeout)
+    location = started.header("Location")
+    if started.status != 202 or not location:
+        raise PushRefused(f"{hostport}: starting an upload answered {started.status}")
+    # Absolute or not, as registries differ; the digest joins any query it carries.
+    where = urllib.parse.urlsplit(location)
+    query = urllib.parse.urlencode({"digest": digest})
+    target = _url(hostport, f"{where.path}?{where.query + '&' if where.query else ''}{query}")
+    done = request(
+        "PUT",
+        target,
+        headers={"Content-Type": "application/octet-stream"},
+        body=data,
+        timeout=timeout,
+    )
+    if done.status != 201:
+        raise PushRefused(f"{hostport}: uploading {digest} answered {done.status}")
+    return True
+
+
+def put_manifest(
+    hostport: str,
+    path: str,
+    reference: str,
+    body: bytes,
+    *,
+    media_type: str,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> None:
+    """PUT ``/v2/<path>/manifests/<reference>`` on a plain-HTTP registry."""
+    url = _url(hostport, f"/v2/{path}/manifests/{urllib.parse.quote(reference, safe=':')}")
+    done = request("PUT", url, headers={"Content-Type": media_type}, body=body, timeout=timeout)
+    if done.status != 201:
+        raise PushRefused(f"{hostport}: PUT manifest {path}:{reference} answered {done.status}")

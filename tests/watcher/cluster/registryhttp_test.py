@@ -108,3 +108,37 @@ def test_manifest_present(registry: str) -> None:
 def test_request_refuses_what_is_not_http(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not an http"):
         request("GET", "ftp://example.invalid/")
+
+
+def test_push_blob_and_put_manifest_push_the_pull_probes_image(registry: str) -> None:
+    """The pull probe's image (hookpkg.pullprobe) through push_blob and put_manifest;
+    the registry then serves the list and each manifest by the digests made here."""
+    from hookpkg import pullprobe
+    from watcher.cluster.registryhttp import PushRefused, push_blob, put_manifest
+
+    image = pullprobe.probe_image()
+    repo = pullprobe.REPOSITORY
+    sent = [push_blob(registry, repo, d, data) for d, data in image.blobs.items()]
+    assert sent == [True] * len(image.blobs)
+    again = [push_blob(registry, repo, d, data) for d, data in image.blobs.items()]
+    assert again == [False] * len(image.blobs)  # HEAD 200: not sent twice
+    for digest, manifest in image.manifests.items():
+        put_manifest(registry, repo, digest, manifest, media_type=pullprobe.MANIFEST)
+    put_manifest(registry, repo, image.tag, image.index, media_type=pullprobe.MANIFEST_LIST)
+    got = request(
+        "GET",
+        f"http://{registry}/v2/{repo}/manifests/{image.tag}",
+        headers={"Accept": pullprobe.MANIFEST_LIST},
+    )
+    assert got.status == 200 and got.body == image.index
+    assert got.header("Docker-Content-Digest") == image.index_digest
+    for digest, data in image.blobs.items():
+        blob = request("GET", f"http://{registry}/v2/{repo}/blobs/{digest}")
+        assert blob.status == 200 and blob.body == data
+    # A manifest naming a blob the registry lacks is refused, and says so.
+    body = json.loads(next(iter(image.manifests.values())))
+    body["layers"][0]["digest"] = "sha256:" + "0" * 64
+    with pytest.raises(PushRefused, match="answered 400"):
+        put_manifest(
+            registry, repo, "broken", json.dumps(body).encode(), media_type=pullprobe.MANIFEST
+        )
