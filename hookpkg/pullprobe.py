@@ -254,6 +254,12 @@ def diagnose(message: str, host: str, *, v4_works: bool | None = None) -> Diagno
             "containerd's hosts.toml; CRI-O and Docker need a restart)",
             https_snippets(host),
         )
+    return _loopback(message, port, v4_works) or _network(message, host, port)
+
+
+def _loopback(message: str, port: str, v4_works: bool | None) -> Diagnosis | None:
+    """A refusal on the node's own loopback: ``::1`` first (IPv6-first localhost), or
+    nothing on ``127.0.0.1`` either (no node port there)."""
     if _REFUSED_V6.search(message) and v4_works is not False:
         tried = (
             f"127.0.0.1:{port} works on that node (probed)"
@@ -277,6 +283,11 @@ def diagnose(message: str, host: str, *, v4_works: bool | None = None) -> Diagno
             "default), or let the cluster publish a registry of its own (KEP-1755) that "
             "devreg then uses instead of deploying one",
         )
+    return None
+
+
+def _network(message: str, host: str, port: str) -> Diagnosis:
+    """Everything else the runtime can say about reaching ``host``."""
     if _REFUSED.search(message):
         return Diagnosis(
             "refused",

@@ -240,7 +240,11 @@ def compile_pattern(text: str) -> Callable[[str], bool]:
         else:
             regex.append(c)
         step += 1
+    return _match_function(kind, text, regex)
 
+
+def _match_function(kind: str, text: str, regex: list[str]) -> Callable[[str], bool]:
+    """The compiled pattern: a comparison for the simple kinds, else the regex."""
     if kind == "exact":
         return text.__eq__
     if kind == "prefix":
