@@ -7,7 +7,7 @@
     scripts/testenv status         which part runs, each process's memory (stderr); exit 1 if down
     scripts/testenv build          build (or find cached) the Kubernetes binaries only
 
-PARTs: docker, images, registry, kube, nodes, kind, buildkit (default: all seven, in that
+PARTs: docker, images, registry, kube, nodes, kind, buildkit, proxy (default: all eight, in that
 order).
 
 Only `export NAME=value` lines go to stdout, so `eval "$(scripts/testenv up)"` works;

@@ -27,7 +27,7 @@ class BuildRequest:
     tag: str  # the content tag (or the configured tag)
     context: Path  # absolute context directory
     # Context files (and directories) that ``.dockerignore`` keeps, relative
-    # POSIX paths, sorted: the docker SDK's ``exclude_paths`` semantics.
+    # POSIX paths, sorted: BuildKit's semantics (watcher/build/dockerignore.py).
     files: tuple[str, ...]
     dockerfile: Path  # absolute; may lie outside the context
     build_args: Mapping[str, str] = field(default_factory=dict)
