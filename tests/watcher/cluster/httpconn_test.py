@@ -152,13 +152,19 @@ def test_not_http(raw: type[RawServer]) -> None:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    connections: set[int] = set()
+    # One handler per accepted connection (it serves that connection's requests);
+    # counted when it starts. (An id() of the socket would be reused once the first
+    # socket is freed: CI saw two connections counted as one.)
+    connections: list[tuple[str, int]] = []
+
+    def setup(self) -> None:
+        super().setup()
+        Handler.connections.append(self.client_address)
 
     def log_message(self, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
-        Handler.connections.add(id(self.connection))
         if self.path == "/chunked":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
