@@ -835,22 +835,20 @@ class _FilterParser:
             self.p.pos += 1
 
     def expr(self) -> Test:
-        left = self.conj()
-        self.ws()
-        while self.p.peek("||"):
-            self.p.pos += 2
-            right = self.conj()
-            left = (lambda a, b: lambda n, r: a(n, r) or b(n, r))(left, right)
-            self.ws()
-        return left
+        return self.chain("||", self.conj, lambda a, b: lambda n, r: a(n, r) or b(n, r))
 
     def conj(self) -> Test:
-        left = self.basic()
+        return self.chain("&&", self.basic, lambda a, b: lambda n, r: a(n, r) and b(n, r))
+
+    def chain(
+        self, op: str, operand: Callable[[], Test], both: Callable[[Test, Test], Test]
+    ) -> Test:
+        """``operand (op operand)*``, left to right."""
+        left = operand()
         self.ws()
-        while self.p.peek("&&"):
-            self.p.pos += 2
-            right = self.basic()
-            left = (lambda a, b: lambda n, r: a(n, r) and b(n, r))(left, right)
+        while self.p.peek(op):
+            self.p.pos += len(op)
+            left = both(left, operand())
             self.ws()
         return left
 
