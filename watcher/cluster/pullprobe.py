@@ -337,9 +337,17 @@ def _read_cache(state_dir: Path | None, key: str) -> ProbeResult | None:
             return None
         raw = data["result"]
         nodes = [NodeResult(**n) for n in raw["nodes"]]
-        return ProbeResult(raw["host"], nodes, seconds=float(raw["seconds"]))
+        cached = ProbeResult(str(raw["host"]), nodes, seconds=float(raw["seconds"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    # Only clean results are written; anything else in the file was not ours.
+    clean = all(
+        isinstance(n.node, str)
+        and n.state in ("pulled", "skipped")
+        and (n.says is None or (isinstance(n.says, str) and n.says.isprintable()))
+        for n in cached.nodes
+    )
+    return cached if clean and cached.host.isprintable() else None
 
 
 def _write_cache(state_dir: Path | None, key: str, result: ProbeResult) -> None:

@@ -315,3 +315,28 @@ def test_status_keeps_only_the_fields_the_watcher_writes() -> None:
     assert (node["node"], node["state"], node["cause"], node["snippets"]) == ("n", None, None, [])
     assert (found["host"], found["seconds"], found["from_watcher"]) == ("?", 0, True)
     assert format_probe(found)[0].startswith("pull probe: 0 of 1 node(s) pull ?/")
+
+
+def test_a_cache_file_of_another_shape_is_not_trusted(tmp_path: Path) -> None:
+    """.devreg/pullprobe.json with the right key but what the probe never writes (a
+    failing node, an escape sequence, wrong types) is read as no cache at all."""
+    from watcher.cluster.pullprobe import CACHE_FILE, NodeResult, ProbeResult, _read_cache
+
+    def planted(nodes: list[dict[str, Any]], host: str = "localhost:1") -> None:
+        result = {"host": host, "seconds": 0.5, "nodes": nodes}
+        (tmp_path / CACHE_FILE).write_text(json.dumps({"key": "k", "result": result}))
+
+    good = {"node": "n0", "state": "pulled", "seconds": 0.4}
+    planted([good])
+    found = _read_cache(tmp_path, "k")
+    assert found == ProbeResult("localhost:1", [NodeResult("n0", "pulled", 0.4)], seconds=0.5)
+    assert _read_cache(tmp_path, "another key") is None
+    for nodes, host in (
+        ([{"node": "n0", "state": "failed"}], "localhost:1"),
+        ([{"node": "n0", "state": "skipped", "says": "\x1b[2Jgone"}], "localhost:1"),
+        ([{"node": 5, "state": "pulled"}], "localhost:1"),
+        ([{"node": "n0", "state": "pulled", "extra": 1}], "localhost:1"),
+        ([good], "\x1b]0;title\x07"),
+    ):
+        planted(nodes, host)
+        assert _read_cache(tmp_path, "k") is None, nodes
