@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hookpkg import pullprobe as pure
-from hookpkg.errors import FatalError
+from hookpkg.errors import FatalError, printable
 from watcher.cluster import registryhttp
 from watcher.cluster.httpconn import HTTPError
 from watcher.cluster.kube import Kube
@@ -100,7 +100,8 @@ def format_probe(result: Mapping[str, Any]) -> list[str]:
         else:
             lines.append(f"  {n['node']}: cannot pull ({n['cause']}): {n['says']}")
             if n.get("message"):
-                lines.append(f"    kubelet: {n['message']}")
+                # The kubelet's words carry the runtime's and the registry's: escaped.
+                lines.append(f"    kubelet: {printable(str(n['message']))}")
             lines.append(f"    fix: {n['fix']}")
             for snippet in n.get("snippets") or []:
                 lines += [f"      {line}" for line in snippet.splitlines()]

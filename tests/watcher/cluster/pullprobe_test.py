@@ -340,3 +340,13 @@ def test_a_cache_file_of_another_shape_is_not_trusted(tmp_path: Path) -> None:
     ):
         planted(nodes, host)
         assert _read_cache(tmp_path, "k") is None, nodes
+
+
+def test_the_kubelets_words_reach_the_terminal_escaped() -> None:
+    from watcher.cluster.pullprobe import format_probe
+
+    node = {"node": "n1", "state": "failed", "cause": "unknown", "says": "the pull failed",
+            "fix": "read it", "message": "boom \x1b[2J\x07 done", "snippets": []}  # fmt: skip
+    lines = format_probe({"host": "localhost:1", "nodes": [node], "seconds": 0.1})
+    kubelet = next(line for line in lines if "kubelet:" in line)
+    assert "\x1b" not in kubelet and "\x07" not in kubelet and "boom" in kubelet
