@@ -318,9 +318,13 @@ def probe_pulls(
     except PushError as e:
         result.error = f"pushing the probe image failed: {e}"
         return result
-    found = _probe_nodes(kube, namespace, registry, host, probed, timeout)
-    failed = [r for r in found.values() if r.state != "pulled"]
-    _diagnose(kube, namespace, registry, host, failed, timeout)
+    try:
+        found = _probe_nodes(kube, namespace, registry, host, probed, timeout)
+        failed = [r for r in found.values() if r.state != "pulled"]
+        _diagnose(kube, namespace, registry, host, failed, timeout)
+    except FatalError as e:  # no right to create pods here, admission refusing them
+        result.error = f"the probe's pods: {e}"
+        return result
     result.nodes = sorted([*result.nodes, *found.values()], key=lambda n: n.node)
     result.seconds = time.monotonic() - started
     if result.ok:

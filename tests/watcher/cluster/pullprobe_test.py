@@ -350,3 +350,20 @@ def test_the_kubelets_words_reach_the_terminal_escaped() -> None:
     lines = format_probe({"host": "localhost:1", "nodes": [node], "seconds": 0.1})
     kubelet = next(line for line in lines if "kubelet:" in line)
     assert "\x1b" not in kubelet and "\x07" not in kubelet and "boom" in kubelet
+
+
+def test_a_probe_whose_pods_are_refused_is_shown_and_up_still_succeeds(
+    testenv: TestEnv, real_nodes: list[RealNode], core: Any, namespace: str, hello: Path
+) -> None:
+    """The API server's own admission refuses the probe's pods (a ResourceQuota that
+    the registry's pod already fills): `up` says so and exits 0."""
+    up(hello, namespace, "--no-probe")
+    quota = {"metadata": {"name": "one-pod"}, "spec": {"hard": {"pods": "1"}}}
+    core.create_namespaced_resource_quota(namespace, quota)
+    endpoint, err, code = up(hello, namespace, check=False)
+    assert code == 0, err
+    probe = endpoint["pull_probe"]
+    assert probe["ok"] is False and "forbidden" in probe["error"].lower(), probe
+    text = devreg("up", "-n", namespace, cwd=hello)
+    assert "pull probe: could not run: the probe's pods: " in text.stdout
+    assert probe_pods(core, namespace) == []
