@@ -279,24 +279,48 @@ def _diagnose(
 # --- the probe ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Target:
+    """The registry to probe: the host nodes pull, where this machine pushes, and what
+    names it in the cache key (devreg's deployed one, or the cluster's KEP-1755)."""
+
+    host: str
+    push_host: str
+    source: str  # deployed | kep-1755
+    namespace: str | None = None
+    name: str | None = None
+    kind: str | None = None
+
+    @classmethod
+    def of_endpoint(cls, endpoint: RegistryEndpoint) -> Target:
+        return cls(
+            endpoint.host,
+            endpoint.push_host,
+            endpoint.source,
+            endpoint.namespace,
+            endpoint.name,
+            endpoint.workload_kind,
+        )
+
+
 def probe_pulls(
     kube: Kube,
+    target: Target,
     *,
-    namespace: str,
-    registry: str,
-    host: str,
-    push_host: str,
-    registry_id: Mapping[str, Any],
     state_dir: Path | None,
     timeout: float = PROBE_TIMEOUT,
     log: Log = lambda _: None,
 ) -> ProbeResult:
-    """Probe every schedulable node (cached; see the module's doc). ``registry_id``
-    names the registry for the cache key; ``push_host`` is where this machine pushes."""
+    """Probe every schedulable node (cached; see the module's doc). The probe's pods
+    go to the registry's namespace (the context's for a KEP-1755 registry)."""
+    host = target.host
+    namespace = target.namespace or kube.namespace
+    registry = target.name or "devreg"
     started = time.monotonic()
     result = ProbeResult(host)
     nodes = kube.list("Node", None)
-    key = cache_key(kube, {**registry_id, "host": host}, nodes)
+    # Where this machine pushes (a port-forward's port) is not the registry's identity.
+    key = cache_key(kube, {**asdict(target), "push_host": None}, nodes)
     cached = _read_cache(state_dir, key)
     if cached is not None:
         cached.cached = True
@@ -314,7 +338,7 @@ def probe_pulls(
         return result
     log(f"pull probe: {len(probed)} node(s) pull {host}/{pure.REPOSITORY}")
     try:
-        push_probe_image(push_host, pure.probe_image())
+        push_probe_image(target.push_host, pure.probe_image())
     except PushError as e:
         result.error = f"pushing the probe image failed: {e}"
         return result
@@ -366,22 +390,6 @@ def _write_cache(state_dir: Path | None, key: str, result: ProbeResult) -> None:
         pass  # a cache that cannot be written only costs the next run a probe
 
 
-def _probe_target(endpoint: RegistryEndpoint, kube: Kube) -> dict[str, Any]:
-    """``probe_pulls``'s keyword arguments for ``endpoint``."""
-    return {
-        "namespace": endpoint.namespace or kube.namespace,
-        "registry": endpoint.name or "devreg",
-        "host": endpoint.host,
-        "push_host": endpoint.push_host,
-        "registry_id": {
-            "source": endpoint.source,
-            "namespace": endpoint.namespace,
-            "name": endpoint.name,
-            "kind": endpoint.workload_kind,
-        },
-    }
-
-
 def probe_endpoint(
     endpoint: RegistryEndpoint, state_dir: Path | None, *, log: Log = lambda _: None
 ) -> ProbeResult | None:
@@ -391,7 +399,7 @@ def probe_endpoint(
         return None
     kube = endpoint.api or Kube(endpoint.context)
     try:
-        return probe_pulls(kube, **_probe_target(endpoint, kube), state_dir=state_dir, log=log)
+        return probe_pulls(kube, Target.of_endpoint(endpoint), state_dir=state_dir, log=log)
     finally:
         if endpoint.api is None:
             kube.close()
@@ -424,8 +432,8 @@ class BackgroundProbe:
         endpoint = self._endpoint
         try:
             with Kube(endpoint.context) as kube:
-                target = _probe_target(endpoint, kube)
-                result = probe_pulls(kube, **target, state_dir=self._state_dir, log=self._log)
+                target = Target.of_endpoint(endpoint)
+                result = probe_pulls(kube, target, state_dir=self._state_dir, log=self._log)
         except Exception as e:  # an API server gone away, refused rights: shown, not fatal
             result = ProbeResult(endpoint.host, error=str(e) or type(e).__name__)
         self.result = result
@@ -433,9 +441,6 @@ class BackgroundProbe:
             self._log(line)
         if self.on_done is not None:
             self.on_done()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
 
     def as_json(self) -> dict[str, Any]:
         if self.result is None:

@@ -28,24 +28,19 @@ def _probe(registry: dict[str, Any], state_dir: Path | None, context: str | None
     """The pull probe for the registry status found answering (cached: a clean
     result is reused until the registry, its port or the nodes change)."""
     from watcher.cluster.kube import Kube
-    from watcher.cluster.pullprobe import probe_pulls
+    from watcher.cluster.pullprobe import Target, probe_pulls
 
+    target = Target(
+        host=registry["host"],
+        push_host=registry["host"],
+        source="kep-1755" if registry.get("kep1755") else "deployed",
+        namespace=registry.get("namespace"),
+        name=registry.get("name"),
+        kind=registry.get("workload_kind"),
+    )
     try:
         with Kube(context) as kube:
-            return probe_pulls(
-                kube,
-                namespace=registry.get("namespace") or kube.namespace,
-                registry=registry.get("name") or "devreg",
-                host=registry["host"],
-                push_host=registry["host"],
-                registry_id={
-                    "source": "kep-1755" if registry.get("kep1755") else "deployed",
-                    "namespace": registry.get("namespace"),
-                    "name": registry.get("name"),
-                    "kind": registry.get("workload_kind"),
-                },
-                state_dir=state_dir,
-            ).as_json()
+            return probe_pulls(kube, target, state_dir=state_dir).as_json()
     except FatalError as e:
         return {"host": registry["host"], "ok": False, "error": str(e), "nodes": []}
 
