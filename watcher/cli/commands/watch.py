@@ -18,7 +18,7 @@ from types import FrameType
 
 from hookpkg.config import Config
 from hookpkg.errors import FatalError
-from hookpkg.project import ENV_FILE
+from hookpkg.project import ENV_FILE, project_paths
 from watcher import console
 from watcher.build.contenttag import DigestCache
 from watcher.cli.results import WatchResult
@@ -178,7 +178,10 @@ def _foreground_argv(
     """The same ``devreg watch`` without ``--detach``, for the background process."""
     # -q/-v carry over; --kubeconfig did already (KUBECONFIG is inherited);
     # its log is a file: no colour.
-    argv = [sys.executable, "-m", "watcher", "watch", "-c", str(cfg.path.resolve())]
+    # The config as named, never resolved: a symlinked devspace.yaml keeps its project
+    # (and .devreg/) where the link is, as for every other command (hookpkg.project).
+    config = project_paths(cfg.path).config
+    argv = [sys.executable, "-m", "watcher", "watch", "-c", str(config)]
     argv += [*console.current().flags(), "--color", "never"]
     argv += ["--debounce", str(debounce), "--timeout", str(timeout)]
     if context:

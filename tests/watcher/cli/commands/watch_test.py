@@ -372,3 +372,26 @@ def test_watch_exec_failure_is_in_status_and_the_watcher_keeps_building(
         assert "; the watcher goes on" in log
     finally:
         _stop_and_check_nothing_is_left(project)
+
+
+def test_watch_detach_with_a_symlinked_config_keeps_the_project_where_the_link_is(
+    tmp_path: Path, testenv: Any
+) -> None:
+    """The background watcher is given the config as named: its lock, status and
+    .devreg.env are beside the link, where `devreg watch --detach` waits for them and
+    `status`/`stop` look (the target's directory gets nothing)."""
+    name = f"e2e-{secrets.token_hex(4)}"
+    project = copy_example(tmp_path / "hello", image=f"ghcr.io/devreg-test/{name}").parent
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (project / "devspace.yaml").rename(shared / "devspace.yaml")
+    (project / "devspace.yaml").symlink_to(shared / "devspace.yaml")
+    with published_registry(testenv, testenv.registry):
+        out = devreg("watch", "--detach", cwd=project).stdout
+    try:
+        assert "running in the background" in out
+        assert _status(project)["watcher"]["running"]
+        wait_for(lambda: _env_tag(project), what="the first build in .devreg.env")
+        assert not (shared / ".devreg").exists() and not (shared / ".devreg.env").exists()
+    finally:
+        _stop_and_check_nothing_is_left(project)
