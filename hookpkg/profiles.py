@@ -299,9 +299,9 @@ def _select(
             except ProfileError as e:
                 diagnostics.append(_diag(p.display, e))
     wanted += [(name, "-p " + name) for name in requested]
-    names = [n for n, _ in wanted]
     # A name given twice counts once, at its last place (filterProfileParents).
-    kept = [(n, why) for i, (n, why) in enumerate(wanted) if n not in names[i + 1 :]]
+    last = {n: i for i, (n, _) in enumerate(wanted)}
+    kept = [(n, why) for i, (n, why) in enumerate(wanted) if last[n] == i]
     display, root = files[0]
     top = root.keys.get("profiles") or root.get("profiles") or root
     chain: list[tuple[Profile, str]] = []
@@ -398,10 +398,12 @@ def _merge_files(doc: _Doc, files: Sequence[tuple[str, Node]]) -> Node:
             if key == "localRegistry":
                 continue
             if have.is_map and node.is_map:
+                have_keys = dict(have.keys)  # one copy, not one per key (40,000 vars)
                 for k, child in node.value.items():
                     if k not in have.value:
                         have.value[k] = doc.copy(child, f)
-                        have.keys = {**have.keys, k: node.keys.get(k, child)}
+                        have_keys[k] = node.keys.get(k, child)
+                have.keys = have_keys
             elif have.is_seq and node.is_seq:
                 have.value.extend(doc.copy(child, f) for child in node.value)
     root.keys = keys
@@ -515,6 +517,7 @@ def merge_patch(doc: _Doc, target: Node | None, patch: Node, f: int) -> Node | N
     if target is None or not target.is_map:
         target = doc.mark(Node({}, patch.line, patch.col, _MAP), f)
         target.keys = {}
+    keys = dict(target.keys)  # one copy, not one per key
     for key, value in patch.value.items():
         if value.value is None:
             target.value.pop(key, None)
@@ -522,8 +525,8 @@ def merge_patch(doc: _Doc, target: Node | None, patch: Node, f: int) -> Node | N
         merged = merge_patch(doc, target.value.get(key), value, f)
         if merged is not None:
             target.value[key] = merged
-            if key not in target.keys:
-                target.keys = {**target.keys, key: patch.keys.get(key, value)}
+            keys.setdefault(key, patch.keys.get(key, value))
+    target.keys = keys
     return target
 
 
@@ -1075,15 +1078,14 @@ def _perform(doc: _Doc, root: Node, patch: _Patch, op: str, f: int) -> None:
     if not matches and op != "add":
         raise ProfileError(f"{shown(patch.path)} matches nothing, so there is nothing to {op}")
     if op == "remove":
-        for m in matches:
-            _remove(m)
+        _remove(matches)
         return
     assert patch.value is not None
     if op == "replace":
-        for m in matches:
-            if m.parent is None:
-                raise ProfileError("the whole config cannot be replaced")
-            _set(m, doc.copy(patch.value, f))
+        if any(m.parent is None for m in matches):
+            raise ProfileError("the whole config cannot be replaced")
+        value = patch.value
+        _set(matches, lambda: doc.copy(value, f))
         return
     # add, as DevSpace's patch library does it
     if matches and (matches[0].node.is_map or matches[0].node.is_seq):
@@ -1142,25 +1144,39 @@ def _add_into(doc: _Doc, target: Node, value: Node, f: int, path: str) -> None:
     target.keys = {**target.keys, **{k: value.keys.get(k, c) for k, c in value.value.items()}}
 
 
-def _remove(m: Match) -> None:
-    if m.parent is None:
-        raise ProfileError("the whole config cannot be removed")
-    if m.parent.is_map:
-        m.parent.value.pop(str(m.key), None)
-    else:
-        m.parent.value[:] = [c for c in m.parent.value if c is not m.node]
+def _remove(matches: list[Match]) -> None:
+    """Each match out of its parent; a list is filtered once, however many of its
+    items go (20,000 matches, one pass each)."""
+    gone: dict[int, tuple[Node, set[int]]] = {}
+    for m in matches:
+        if m.parent is None:
+            raise ProfileError("the whole config cannot be removed")
+        if m.parent.is_map:
+            m.parent.value.pop(str(m.key), None)
+        else:
+            gone.setdefault(id(m.parent), (m.parent, set()))[1].add(id(m.node))
+    for parent, ids in gone.values():
+        parent.value[:] = [c for c in parent.value if id(c) not in ids]
 
 
-def _set(m: Match, value: Node) -> None:
-    assert m.parent is not None and m.key is not None
-    if m.parent.is_map:
-        m.parent.value[str(m.key)] = value
-    else:
+def _set(matches: list[Match], make: Callable[[], Node]) -> None:
+    """Each match replaced by a new ``make()``; in a list, the first item not yet
+    replaced that is the matched node (an aliased node can stand there twice)."""
+    places: dict[int, dict[int, list[int]]] = {}
+    for m in matches:
+        assert m.parent is not None and m.key is not None
+        if m.parent.is_map:
+            m.parent.value[str(m.key)] = make()
+            continue
         items = m.parent.value
-        for i, c in enumerate(items):
-            if c is m.node:
-                items[i] = value
-                break
+        if id(m.parent) not in places:
+            index: dict[int, list[int]] = {}
+            for i, c in enumerate(items):
+                index.setdefault(id(c), []).append(i)
+            places[id(m.parent)] = index
+        free = places[id(m.parent)].get(id(m.node))
+        if free:
+            items[free.pop(0)] = make()
 
 
 # --- the one entry point -----------------------------------------------------------
