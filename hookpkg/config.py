@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,8 @@ DEFAULT_SIZE = "5Gi"
 
 Builder = Literal["docker", "buildkit", "buildkit-incluster", "kaniko", "custom"]
 ELIGIBLE_BUILDERS: frozenset[str] = frozenset({"docker", "buildkit"})
-_OLD_VERSION = re.compile(r"v1beta([1-9]|1[01])", re.ASCII)  # fullmatch: DevSpace's own
+# The config versions DevSpace knows; the last is the first with localRegistry.
+DEVSPACE_VERSIONS = (*(f"v1beta{n}" for n in range(1, 12)), "v2beta1")
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def load(
     if (
         version is not None
         and isinstance(version.value, str)
-        and _OLD_VERSION.fullmatch(version.value)
+        and version.value in DEVSPACE_VERSIONS[:-1]
     ):
         out.old_version = version.value
         return out

@@ -42,7 +42,6 @@ from hookpkg.vars import Vars, has_expression
 from hookpkg.yamlpos import Node, join
 
 _MAP = "tag:yaml.org,2002:map"
-_SEQ = "tag:yaml.org,2002:seq"
 
 # What an imported file contributes (DevSpace's ``ImportSections``).
 IMPORT_SECTIONS = frozenset(
@@ -77,20 +76,7 @@ PROFILE_SECTIONS: tuple[str, ...] = (
 DEVREG_SECTIONS = ("localRegistry",)
 # Sections whose entries may come from different files: each entry is given
 # back to the file it came from.
-_ENTRY_SECTIONS = frozenset(
-    {
-        "images",
-        "deployments",
-        "dev",
-        "vars",
-        "pipelines",
-        "commands",
-        "functions",
-        "pullSecrets",
-        "dependencies",
-        "hooks",
-    }
-)
+_ENTRY_SECTIONS = IMPORT_SECTIONS - {"require", "localRegistry"}
 _OWN_KEYS = ("profiles", "imports")  # never merged nor patched (DevSpace deletes them first)
 MAX_PARENT_DEPTH = 50  # DevSpace's bound on a chain of parents
 # Nodes the profiles may create in all (copies of the document and of profile values).

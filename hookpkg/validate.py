@@ -13,6 +13,7 @@ from hookpkg import schema
 from hookpkg.config import (
     DEFAULT_PORT,
     DEFAULT_REGISTRY_IMAGE,
+    DEVSPACE_VERSIONS,
     Loaded,
     Source,
     builder_of,
@@ -28,7 +29,6 @@ _BOOL_FIELDS = ("enabled", "localbuild")
 _IMAGE_FIELDS = ("image", "buildKitImage")
 # The config versions DevSpace loads (pkg/devspace/config/versions, its
 # VersionLoader), oldest first; the last is the current one.
-DEVSPACE_VERSIONS = (*(f"v1beta{n}" for n in range(1, 12)), "v2beta1")
 # Subtrees that hold user data (helm values, variables), where a key named
 # ``localRegistry`` is not devreg's business.
 _DATA_KEYS = frozenset({"values", "vars", "valuesFiles", "patches", "env"})

@@ -9,7 +9,6 @@ from typing import NamedTuple
 _NON_ENV = re.compile(r"[^A-Z0-9]")
 VALUE_RE = re.compile(r"[A-Za-z0-9._:/@-]*\Z")
 TAG_PLACEHOLDER = "<tag>"
-NODE_PORT_PLACEHOLDER = "localhost:[NODE_PORT]"
 REGISTRY_VAR = "DEVREG_REGISTRY"
 HOOK_IMAGE_VAR = "DEVSPACE_HOOK_IMAGE_NAME"
 

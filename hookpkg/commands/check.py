@@ -12,17 +12,11 @@ from pathlib import Path
 from hookpkg import config as config_mod
 from hookpkg.delivery import Cluster, classify_cluster
 from hookpkg.errors import FatalError
-from hookpkg.nodehost import registry_host as _node_registry_host
+from hookpkg.nodehost import registry_host
 from hookpkg.project import project_paths
 from hookpkg.report import FileResult, exit_code, write_json, write_text
 from hookpkg.rewrite import make_preview
 from hookpkg.validate import validate
-
-
-def registry_host(node_port: int | None) -> str:
-    """``localhost:<nodePort>`` (``DEVREG_NODE_HOST`` may name another loopback
-    host), or ``localhost:[NODE_PORT]`` while the port is unknown."""
-    return _node_registry_host(node_port)
 
 
 def check_file(

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from hookpkg.commands.check import registry_host
 from hookpkg.config import build_local_registry, load
+from hookpkg.nodehost import registry_host
 from hookpkg.plan import registry_namespace
 from watcher.cluster.deploy import service_node_port
 from watcher.cluster.kep1755 import read_hosting

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from hookpkg.commands.check import check_file, registry_host
+from hookpkg.commands.check import check_file
 from hookpkg.delivery import classify_cluster
+from hookpkg.nodehost import registry_host
 from watcher.cli.results import CheckResult
 
 
