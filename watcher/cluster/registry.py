@@ -57,9 +57,9 @@ from hookpkg.project import load_project
 from hookpkg.registry_objects import check_registry_settings
 from watcher import console
 from watcher.cluster import deploy as deploy
-from watcher.cluster import registryhttp
 from watcher.cluster.kep1755 import LocalRegistryHosting, read_hosting
 from watcher.cluster.kube import DEFAULT_TIMEOUT, Kube
+from watcher.cluster.registryhttp import PROBE_TIMEOUT, answers_v2
 
 if TYPE_CHECKING:  # imported lazily: only remote clusters need them
     from watcher.cluster.portforward import Forwarder, PodPortOpener
@@ -67,7 +67,6 @@ if TYPE_CHECKING:  # imported lazily: only remote clusters need them
 
 Log = Callable[[str], None]
 Reach = Literal["localhost", "port-forward", "kep-1755", "unreachable", "not-checked"]
-PROBE_TIMEOUT = 2.0
 
 
 def stderr_log(line: str) -> None:
@@ -108,12 +107,6 @@ def check_namespace_flag(namespace: str | None) -> None:
             "and '-', at most 63, starting and ending with a letter or digit)",
             exit_code=2,
         )
-
-
-def answers_v2(hostport: str, *, timeout: float = PROBE_TIMEOUT) -> str | None:
-    """None when ``http://hostport/v2/`` answers as a registry does (200 or
-    401), else why not, in words."""
-    return registryhttp.answers_v2(hostport, timeout=timeout)
 
 
 # --- ensure -------------------------------------------------------------------------------------
@@ -492,6 +485,7 @@ def _published(
         context=kube.context,
         server=kube.server,
         kep1755=hosting,
+        _kube=kube,  # its connection closed meanwhile; the pull probe opens it again
     )
     log(f"the cluster publishes a local registry (KEP-1755): {hosting.host}; not deploying one")
     if reach:

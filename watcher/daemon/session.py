@@ -16,7 +16,7 @@ from hookpkg.plan import ImagePlan
 from hookpkg.project import load_project
 from watcher import console
 from watcher.build.backends import BuildBackend
-from watcher.build.local import DockerCli, Engine, LocalDockerBackend, buildkit_cli
+from watcher.build.local import Engine, LocalDockerBackend, buildkit_cli
 from watcher.build.pipeline import Pipeline
 from watcher.daemon.state import StateDir
 
@@ -87,7 +87,6 @@ class Session:
     log: Log
     cluster: Cluster = field(init=False)
     engine: Engine | None = None
-    cli: DockerCli | None = None
     backend: BuildBackend | None = None
     in_cluster: BuildkitBackend | None = None
     endpoint: RegistryEndpoint | None = None
@@ -146,9 +145,7 @@ class Session:
         in_cluster = self._in_cluster_backend(config, plans)
         if plan_mod.needs_engine(plans) and self.engine is None:
             cli = buildkit_cli()  # before the engine: a missing CLI is the first thing to fix
-            self.engine = Engine()
-            self.engine.ping()
-            self.cli = cli
+            self.engine = Engine()  # asks the engine for its API version: it answers
             mode = "docker buildx build" if cli.buildx else "docker build (BuildKit built in)"
             self.log(f"building with {cli.path} {cli.version}: {mode}")
             self.backend = LocalDockerBackend(self.engine, cli)

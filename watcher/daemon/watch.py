@@ -591,10 +591,6 @@ class Watcher:
         if self._on_status is not None:
             self._on_status(self.status())
 
-    def inotify_watch_count(self) -> int:
-        """Watches held by this process (for the bench and tests)."""
-        return inotify_watches(os.getpid())
-
 
 def inotify_watches(pid: int) -> int:
     count = 0
