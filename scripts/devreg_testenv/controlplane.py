@@ -104,10 +104,6 @@ class Kube:
         return body
 
 
-def kube_alive_all(state: dict[str, Any]) -> bool:
-    return all(proc_alive(state, n) for n in KUBE_PROCESSES)
-
-
 KUBE_PROCESSES = (
     "etcd",
     "kube-apiserver",

@@ -83,6 +83,7 @@ from .nodes import (
     hosts_toml,
     node_client_cert,
     node_rbac,
+    node_ready,
     write_if_changed,
 )
 from .pki import b64file, pki, write_kubeconfigs
@@ -445,17 +446,6 @@ def node_running(info: dict[str, Any] | None) -> bool:
     return bool(info and info.get("State", {}).get("Running"))
 
 
-def node_ready(kube: Kube) -> bool:
-    status, body = kube.request("GET", f"/api/v1/nodes/{NODE}")
-    if status != 200:
-        return False
-    info = body.get("status", {}).get("nodeInfo", {})
-    return str(info.get("containerRuntimeVersion", "")).startswith("containerd://") and any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in body.get("status", {}).get("conditions", [])
-    )
-
-
 def run_argv() -> list[str]:
     """``docker run`` of the node container (without the label of its inputs' digest)."""
     return [
@@ -521,15 +511,15 @@ def node_ctr(
 def import_images() -> None:
     """The busybox base and the pod sandbox image, into the node's containerd (as kind
     would load them), when it lacks their image ids."""
-    listed = node_ctr("images", "ls", "-q")
-    have = set(listed.stdout.split())
-    ids = run(
-        PART_NAME,
-        [DOCKER, "exec", NODE, "crictl", "images", "-q"],
-        env={"DOCKER_HOST": DOCKER_HOST},
-        check=False,
-    ).stdout.split()
-    have |= set(ids)
+    # crictl lists image ids (``ctr images ls -q`` lists names: it never matched).
+    have = set(
+        run(
+            PART_NAME,
+            [DOCKER, "exec", NODE, "crictl", "images", "-q"],
+            env={"DOCKER_HOST": DOCKER_HOST},
+            check=False,
+        ).stdout.split()
+    )
     images = (BASE_IMAGE, SANDBOX_IMAGE)
     missing = [img for img in images if docker_image_id(img) not in have]
     if not missing:
@@ -616,7 +606,7 @@ def up_kind(state: dict[str, Any]) -> None:
     wait_for(
         PART_NAME,
         f"node {NODE} Ready",
-        lambda: node_ready(kube),
+        lambda: node_ready(kube, NODE),
         DEADLINE_READY,
         alive=alive,
         command=[DOCKER, "logs", NODE],
@@ -683,7 +673,7 @@ def kind_problems(state: dict[str, Any]) -> list[str]:
         return problems
     api_port = state["ports"].get("kube-apiserver")
     try:
-        ready = bool(api_port) and node_ready(Kube(int(api_port)))
+        ready = bool(api_port) and node_ready(Kube(int(api_port)), NODE)
     except (OSError, ValueError):
         ready = False
     if not ready:
