@@ -573,6 +573,14 @@ def _say_news(
 # --- down -------------------------------------------------------------------------------------
 
 
+def registry_claims(kube: Kube, namespace: str, name: str) -> list[str]:
+    """The volume claims of registry ``name``'s StatefulSet in ``namespace``
+    (``<template>-<statefulset>-<ordinal>``, as ``registry_objects.claim_names``)."""
+    claim = re.compile(rf"{re.escape(name)}-{re.escape(name)}-\d+\Z")
+    names = (str(p["metadata"]["name"]) for p in kube.list("PersistentVolumeClaim", namespace))
+    return [n for n in names if claim.match(n)]
+
+
 def remove(kube: Kube, namespace: str, name: str, *, purge: bool) -> list[str]:
     """Delete the registry's objects; with ``purge`` its volume claims too.
     Returns what was deleted (``Deployment/registry``)."""
@@ -581,11 +589,9 @@ def remove(kube: Kube, namespace: str, name: str, *, purge: bool) -> list[str]:
         if kube.delete(kind, namespace, name):
             removed.append(f"{kind}/{name}")
     if purge:
-        claim = re.compile(rf"{re.escape(name)}-{re.escape(name)}-\d+\Z")
-        for pvc in kube.list("PersistentVolumeClaim", namespace):
-            pvc_name = str(pvc["metadata"]["name"])
-            if claim.match(pvc_name) and kube.delete("PersistentVolumeClaim", namespace, pvc_name):
-                removed.append(f"PersistentVolumeClaim/{pvc_name}")
+        for pvc in registry_claims(kube, namespace, name):
+            if kube.delete("PersistentVolumeClaim", namespace, pvc):
+                removed.append(f"PersistentVolumeClaim/{pvc}")
     return removed
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -171,3 +172,16 @@ class Connection:
             (name.lower(), _FOLD.sub(" ", value).strip()) for name, value in resp.getheaders()
         )
         return Response(resp.status, resp.reason, fields, data)
+
+
+def network_words(error: BaseException, timeout: float) -> str:
+    """Why no answer came, in words (the API client's and the registry client's)."""
+    if isinstance(error, TimeoutError | socket.timeout):
+        return f"no answer within {timeout:g} s"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, socket.gaierror):
+        return f"unknown host ({error.strerror})"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted ({error.verify_message})"
+    return str(error) or type(error).__name__

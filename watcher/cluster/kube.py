@@ -22,7 +22,6 @@ import datetime
 import json
 import os
 import re
-import socket
 import ssl
 import threading
 import time
@@ -35,7 +34,7 @@ from typing import Any, NamedTuple
 from hookpkg.delivery import KubeconfigError, kubeconfig_paths, merge_kubeconfig
 from hookpkg.errors import FatalError
 from watcher import console
-from watcher.cluster.httpconn import Connection, HeaderError, HTTPError, Response
+from watcher.cluster.httpconn import Connection, HeaderError, HTTPError, Response, network_words
 from watcher.cluster.netproxy import Proxy, parse_proxy, proxy_for
 
 FIELD_MANAGER = "devreg"
@@ -605,14 +604,7 @@ class Kube:
                 self._conn = None
 
     def _unreachable(self, action: Action, error: BaseException) -> FatalError:
-        if isinstance(error, TimeoutError | socket.timeout):
-            why = f"no answer within {self.timeout:g} s"
-        elif isinstance(error, ssl.SSLCertVerificationError):
-            why = f"its TLS certificate was not accepted ({error.verify_message})"
-        elif isinstance(error, ConnectionRefusedError):
-            why = "connection refused"
-        else:
-            why = str(error) or type(error).__name__
+        why = network_words(error, self.timeout)
         through = f"through {self._proxy.describe()} " if self._proxy else ""
         return FatalError(
             f"cannot reach the Kubernetes API server {self.server} (context {self.context!r}) "

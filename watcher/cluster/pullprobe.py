@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from hookpkg import pullprobe as pure
 from hookpkg.errors import FatalError, printable
 from watcher.cluster import registryhttp
-from watcher.cluster.httpconn import HTTPError
+from watcher.cluster.httpconn import HTTPError, network_words
 from watcher.cluster.kube import Kube
 from watcher.safefile import read_private, write_private
 
@@ -157,7 +157,7 @@ def push_probe_image(push_host: str, image: pure.ProbeImage, *, timeout: float =
             push_host, repo, image.tag, image.index, media_type=pure.MANIFEST_LIST, timeout=timeout
         )
     except (OSError, HTTPError) as e:
-        raise PushError(f"{push_host}: {registryhttp.network_words(e, timeout)}") from e
+        raise PushError(f"{push_host}: {network_words(e, timeout)}") from e
 
 
 class PushError(FatalError):

@@ -36,8 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from hookpkg.reference import InvalidReference, parse_reference
-from watcher.cluster.httpconn import HTTPError, Response
-from watcher.cluster.registryhttp import network_words
+from watcher.cluster.httpconn import HTTPError, Response, network_words
 from watcher.cluster.registryhttp import request as http_request
 
 DEFAULT_TIMEOUT = 5.0

@@ -14,12 +14,11 @@ reached directly.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import urllib.parse
 from collections.abc import Mapping
 
-from watcher.cluster.httpconn import Connection, HTTPError, Response
+from watcher.cluster.httpconn import Connection, HTTPError, Response, network_words
 from watcher.cluster.netproxy import proxy_for
 
 PROBE_TIMEOUT = 2.0
@@ -61,19 +60,6 @@ def request(
         raise ProxyFailure(f"through {proxy.describe()}: {network_words(e, timeout)}") from e
     finally:
         conn.close()
-
-
-def network_words(error: BaseException, timeout: float) -> str:
-    """Why no answer came, in words."""
-    if isinstance(error, TimeoutError | socket.timeout):
-        return f"no answer within {timeout:g} s"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, socket.gaierror):
-        return f"unknown host ({error.strerror})"
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return f"TLS certificate not accepted ({error.verify_message})"
-    return str(error) or type(error).__name__
 
 
 def _url(hostport: str, path: str) -> str:

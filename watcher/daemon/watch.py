@@ -52,7 +52,7 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from hookpkg.config import Config
 from hookpkg.errors import FatalError
-from hookpkg.project import STATE_DIR
+from hookpkg.project import ENV_FILE, STATE_DIR
 from watcher.build.contenttag import ContextIndex, DigestCache
 from watcher.build.dockerignore import candidate_ignore_files
 from watcher.build.pipeline import Outcome, Pipeline, registry_has
@@ -218,7 +218,7 @@ class Watcher:
         self._scheduled: dict[tuple[str, bool], ObservedWatch] = {}
         own = config.directory / STATE_DIR
         self._handler = _Handler(
-            self._events, (str(own) + "/", str(own), str(config.directory / ".devreg.env"))
+            self._events, (str(own) + "/", str(own), str(config.directory / ENV_FILE))
         )
         self.started = time.time()
 

@@ -5,11 +5,10 @@ and other things may live there)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from watcher.cli.results import DownResult
-from watcher.cluster.deploy import remove
+from watcher.cluster.deploy import registry_claims, remove
 from watcher.cluster.kube import Kube
 from watcher.cluster.registry import load_valid_config, registry_namespace
 
@@ -26,16 +25,7 @@ def down(
     with Kube(context) as kube:
         ns = registry_namespace(cfg, namespace, kube)
         removed = remove(kube, ns, name, purge=purge)
-        claim = re.compile(rf"{re.escape(name)}-{re.escape(name)}-\d+\Z")
-        kept = (
-            ()
-            if purge
-            else tuple(
-                str(p["metadata"]["name"])
-                for p in kube.list("PersistentVolumeClaim", ns)
-                if claim.match(str(p["metadata"]["name"]))
-            )
-        )
+        kept = () if purge else tuple(registry_claims(kube, ns, name))
         return DownResult(
             context=kube.context,
             server=kube.server,
