@@ -41,6 +41,7 @@ The parts: :mod:`watcher.cluster.kube` (API client), :mod:`watcher.cluster.kep17
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -616,14 +617,19 @@ def plan_delivery(
 
 
 def status_info(
-    *, config: Config | Path, context: str | None, namespace: str | None
+    *,
+    config: Config | Path,
+    context: str | None,
+    namespace: str | None,
+    kube: Kube | None = None,
 ) -> dict[str, Any]:
     """What is deployed and whether it answers; changes nothing. Path words
-    are the offline ones (no push check: status must stay quick)."""
+    are the offline ones (no push check: status must stay quick). ``kube``: the
+    caller's API client for ``context`` (kept open), else one of its own."""
     cfg = config if isinstance(config, Config) else load_valid_config(config)
     cluster = classify_cluster(context)
     paths = {k: delivery_path(i, cfg.local_registry, cluster) for k, i in cfg.images.items()}
-    with Kube(context) as kube:
+    with contextlib.nullcontext(kube) if kube is not None else Kube(context) as kube:
         hosting = read_hosting(kube, log=lambda _: None)
         ns = registry_namespace(cfg, namespace, kube)
         observed = deploy.observe(kube, ns, cfg.local_registry.name)

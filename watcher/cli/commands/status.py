@@ -13,36 +13,40 @@ from watcher.cli.results import StatusResult, WatcherStatus
 from watcher.daemon.state import StateDir, trusted_state_dir
 
 
-def _registry_info(config: Path, context: str | None, namespace: str | None) -> dict[str, Any]:
+def _registry_info(
+    config: Path, context: str | None, namespace: str | None, probe: bool, config_dir: Path
+) -> dict[str, Any]:
+    """The registry as ``status_info`` sees it and, with ``probe`` and when it answers
+    here, the pull probe's result (cached in ``config_dir``'s .devreg when devreg can trust it: a
+    clean result is reused until the registry, its port or the nodes change); one API
+    client for both."""
+    from watcher.cluster.kube import Kube
+    from watcher.cluster.pullprobe import Target, probe_pulls
     from watcher.cluster.registry import status_info
 
     try:
-        return status_info(config=config, context=context, namespace=namespace)
+        with Kube(context) as kube:
+            info = status_info(config=config, context=context, namespace=namespace, kube=kube)
+            if probe and info.get("answers") and info.get("host"):
+                target = Target(
+                    host=info["host"],
+                    push_host=info["host"],
+                    source="kep-1755" if info.get("kep1755") else "deployed",
+                    namespace=info.get("namespace"),
+                    name=info.get("name"),
+                    kind=info.get("workload_kind"),
+                )
+                try:
+                    cache = trusted_state_dir(config_dir)
+                    found = probe_pulls(kube, target, state_dir=cache).as_json()
+                except Exception as e:  # the registry half stays; the probe says why not
+                    found = {"host": info["host"], "ok": False, "error": str(e), "nodes": []}
+                info["pull_probe"] = found
+            return info
     except FatalError as e:  # no cluster, an invalid config: the watcher half still counts
         return {"error": str(e)}
     except Exception as e:  # an unreachable API server raises its own types
         return {"error": f"{type(e).__name__}: {e}"}
-
-
-def _probe(registry: dict[str, Any], state_dir: Path | None, context: str | None) -> dict[str, Any]:
-    """The pull probe for the registry status found answering (cached: a clean
-    result is reused until the registry, its port or the nodes change)."""
-    from watcher.cluster.kube import Kube
-    from watcher.cluster.pullprobe import Target, probe_pulls
-
-    target = Target(
-        host=registry["host"],
-        push_host=registry["host"],
-        source="kep-1755" if registry.get("kep1755") else "deployed",
-        namespace=registry.get("namespace"),
-        name=registry.get("name"),
-        kind=registry.get("workload_kind"),
-    )
-    try:
-        with Kube(context) as kube:
-            return probe_pulls(kube, target, state_dir=state_dir).as_json()
-    except FatalError as e:
-        return {"host": registry["host"], "ok": False, "error": str(e), "nodes": []}
 
 
 _PROBE_NODE_FIELDS = ("node", "state", "message", "cause", "says", "fix")
@@ -108,13 +112,9 @@ def status(
         exec=saved.get("exec") if isinstance(saved.get("exec"), dict) else None,
         updated=saved.get("updated") if isinstance(saved.get("updated"), int | float) else None,
     )
-    registry = _registry_info(config, context, namespace)
-    if probe and registry.get("answers") and registry.get("host"):
-        registry = {
-            **registry,
-            "pull_probe": _probe(registry, trusted_state_dir(config_dir), context),
-        }
-    elif running and "error" not in registry and (found := _saved_probe(saved)) is not None:
+    registry = _registry_info(config, context, namespace, probe, config_dir)
+    absent = "pull_probe" not in registry and "error" not in registry
+    if absent and running and (found := _saved_probe(saved)) is not None:
         # --no-probe (or a registry that does not answer here): what the running
         # watcher's own probe found, as it wrote it.
         registry = {**registry, "pull_probe": found}
