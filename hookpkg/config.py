@@ -19,6 +19,7 @@ from typing import Any, Literal
 from hookpkg import yamlpos
 from hookpkg.bounds import MAX_IMPORTS, Limits, ReadBudget, Unreadable
 from hookpkg.errors import Diagnostic, FatalError
+from hookpkg.repoglob import git_root
 from hookpkg.vars import Vars, has_expression
 from hookpkg.yamlpos import Node
 
@@ -244,13 +245,6 @@ def _collect(source: Source, out: Loaded) -> None:
             out.images.setdefault(key, (source, node))
 
 
-def _repo_root(start: Path) -> Path | None:
-    for d in (start, *start.parents):
-        if (d / ".git").exists():
-            return d
-    return None
-
-
 def _imports_of(source: Source, out: Loaded) -> Iterator[tuple[str, Node, str]]:
     """``(yaml path, path node, path)`` of each local import a file names."""
     imports = source.root.get("imports")
@@ -314,7 +308,7 @@ def _follow_imports(main: Source, out: Loaded) -> None:
         base = source.path.parent
         try:
             target = (base / raw).resolve()
-            repo = _repo_root(base.resolve())
+            repo = git_root(base.resolve())
         except (OSError, RuntimeError, ValueError) as e:  # a symlink loop, a NUL
             warn(f"import {raw!r} cannot be read ({e}); not checked")
             continue

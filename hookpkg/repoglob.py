@@ -26,12 +26,17 @@ class GlobResult(NamedTuple):
     problem: str | None = None  # why the pattern was refused or cut short
 
 
-def repository_root(directory: Path) -> Path:
-    """The git work tree holding ``directory``, else ``directory`` itself."""
-    for d in (directory, *directory.parents):
+def git_root(start: Path) -> Path | None:
+    """The git work tree holding ``start`` (a ``.git`` in it or above), or None."""
+    for d in (start, *start.parents):
         if (d / ".git").exists():
             return d
-    return directory
+    return None
+
+
+def repository_root(directory: Path) -> Path:
+    """The git work tree holding ``directory``, else ``directory`` itself."""
+    return git_root(directory) or directory
 
 
 def _magic(part: str) -> bool:

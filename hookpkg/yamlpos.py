@@ -507,22 +507,22 @@ class _Builder:
         return Node(value, mark.line + 1, mark.column + 1, tag, text)
 
     def _unreadable_scalar(self, event: Any, text: str, tag: str, explicit: bool) -> None:
-        shown = text if len(text) <= 40 else text[:37] + "..."
+        value = shown(text, 40)
         mark = event.start_mark
         if explicit:
             message = (
-                f"{shown!r} cannot be read as {_short_tag(tag)}; fix the value or remove the tag"
+                f"{value} cannot be read as {_short_tag(tag)}; fix the value or remove the tag"
             )
             severity: Severity = "error"
         elif tag == _TIMESTAMP_TAG:
             message = (
-                f"{shown!r} looks like a YAML timestamp but is not a valid date; it is read "
+                f"{value} looks like a YAML timestamp but is not a valid date; it is read "
                 "as a string (quote it to say so)"
             )
             severity = "warning"
         else:
             message = (
-                f"{shown!r} looks like a YAML {_short_tag(tag)[2:]} but cannot be read as "
+                f"{value} looks like a YAML {_short_tag(tag)[2:]} but cannot be read as "
                 "one; it is read as a string (quote it to say so)"
             )
             severity = "warning"
