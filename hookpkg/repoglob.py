@@ -81,7 +81,8 @@ def confined_glob(
         last = i == len(rest) - 1
         if part == "**":
             if last:
-                found.add(directory)  # glob's 'k8s/**' includes 'k8s/'
+                if os.path.isdir(directory):
+                    found.add(directory)  # glob's 'k8s/**' includes 'k8s/' (when it is one)
             else:
                 stack.append((directory, i + 1))  # zero directories
         try:

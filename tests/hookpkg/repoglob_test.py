@@ -54,8 +54,9 @@ def test_matches_what_glob_matches_inside_the_repository(
     root = tmp_path_factory.mktemp("repo")
     build(root, files)
     # glob repeats a path that '**/**' reaches twice; the set is what it matches. It
-    # also answers 'a/**' with 'a/' when a is a file (a path no file has: hypothesis
-    # drew files=[a], pattern '**/a/**'); that one is not a match.
+    # also answers 'a/**' with 'a/' when a is a file or does not exist at all (paths
+    # nothing has: hypothesis drew files=[a] with '**/a/**', and files=[] with
+    # 'k8s/**'); those are not matches.
     found = glob.glob(str(root / pattern), recursive=True)
     expected = sorted(
         {
