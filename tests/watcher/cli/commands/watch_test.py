@@ -25,7 +25,6 @@ from tests.watcher.e2e import (
     registry_tags,
     wait_for,
 )
-from tests.watcher.registries import running_registry
 from watcher.daemon import dotenv
 
 pytestmark = [pytest.mark.slow]
@@ -116,9 +115,8 @@ def test_watch_detach_kep1755_registry(tmp_path: Path, testenv: Any) -> None:
 def test_watch_detach_node_port_on_localhost(
     tmp_path: Path, testenv: Any, namespace: str, own_registry: None
 ) -> None:
-    """The registry devreg deploys, reached at ``localhost:<nodePort>`` as on
-    kind or minikube. No kubelet here: a registry process on the node port
-    stands in for the node (the same stand-in as registry_test)."""
+    """The registry devreg deploys, on a real node (scripts/testenv part ``nodes``),
+    reached at ``localhost:<nodePort>`` through kube-proxy, as on kind or minikube."""
     from hookpkg.project import load_project
     from watcher.cluster.registry import ensure_registry
 
@@ -126,26 +124,24 @@ def test_watch_detach_node_port_on_localhost(
     project = config_path.parent
     config = load_project(config_path).config
     assert config is not None
-    first = ensure_registry(
-        config, context=testenv.context, namespace=namespace, timeout=60, require_reach=False
-    )
+    first = ensure_registry(config, context=testenv.context, namespace=namespace, timeout=90)
     first.close()
+    assert first.reach == "localhost"
     host = f"localhost:{first.node_port}"
-    with running_registry(tmp_path / "node", port=first.node_port):
-        devreg("watch", "--detach", "--namespace", namespace, cwd=project)
-        try:
-            repository = config.images["app"].image
-            tag = _edit_and_see_it_delivered(project, f"127.0.0.1:{first.node_port}", repository)
-            env = dotenv.read(project / ".devreg.env")
-            assert env["RUNTIME_IMAGES_APP"] == f"{host}/{config.images['app'].image}:{tag}"
-            assert env["DEVREG_REGISTRY"] == host
-            _check_variables_agree(project)
-            status = _status(project, "--namespace", namespace)
-            assert status["watcher"]["images"]["app"]["tag"] == tag
-            assert status["registry"]["node_port"] == first.node_port
-            assert status["registry"]["answers"]
-        finally:
-            _stop_and_check_nothing_is_left(project)
+    devreg("watch", "--detach", "--namespace", namespace, cwd=project)
+    try:
+        repository = config.images["app"].image
+        tag = _edit_and_see_it_delivered(project, f"127.0.0.1:{first.node_port}", repository)
+        env = dotenv.read(project / ".devreg.env")
+        assert env["RUNTIME_IMAGES_APP"] == f"{host}/{config.images['app'].image}:{tag}"
+        assert env["DEVREG_REGISTRY"] == host
+        _check_variables_agree(project)
+        status = _status(project, "--namespace", namespace)
+        assert status["watcher"]["images"]["app"]["tag"] == tag
+        assert status["registry"]["node_port"] == first.node_port
+        assert status["registry"]["answers"]
+    finally:
+        _stop_and_check_nothing_is_left(project)
 
 
 def test_invalid_config_edit_is_reported_and_the_last_good_one_keeps_working(
