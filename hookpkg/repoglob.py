@@ -50,13 +50,13 @@ def inside(path: str | Path, root: str | Path) -> bool:
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def confined_glob(
-    pattern: str, base: Path, root: Path, *, max_entries: int = MAX_GLOB_ENTRIES
-) -> GlobResult:
-    """Paths matching ``pattern`` relative to ``base``, all inside ``root``."""
+def _walk_start(
+    pattern: str, base: Path, root: Path, root_real: str
+) -> tuple[str, list[str]] | GlobResult:
+    """Where the walk begins (the pattern's literal head, joined to ``base``) and the
+    parts left to match; or the refusal, when it would leave the repository."""
     if os.path.isabs(pattern):
         return GlobResult([], "an absolute path is outside the repository")
-    root_real = os.path.realpath(root)
     parts = [p for p in pattern.split("/") if p not in ("", ".")]
     first_magic = next((i for i, p in enumerate(parts) if _magic(p)), len(parts))
     if ".." in parts[first_magic:]:
@@ -64,7 +64,18 @@ def confined_glob(
     start = os.path.normpath(os.path.join(base, *parts[:first_magic]))
     if not inside(start, root_real):
         return GlobResult([], f"it reaches outside the repository ({root})")
-    rest = parts[first_magic:]
+    return start, parts[first_magic:]
+
+
+def confined_glob(
+    pattern: str, base: Path, root: Path, *, max_entries: int = MAX_GLOB_ENTRIES
+) -> GlobResult:
+    """Paths matching ``pattern`` relative to ``base``, all inside ``root``."""
+    root_real = os.path.realpath(root)
+    begun = _walk_start(pattern, base, root, root_real)
+    if isinstance(begun, GlobResult):
+        return begun
+    start, rest = begun
     if not rest:
         return GlobResult([Path(start)] if os.path.lexists(start) else [])
     found: set[str] = set()
