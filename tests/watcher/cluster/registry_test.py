@@ -24,6 +24,7 @@ from hookpkg.config import LocalRegistry
 from hookpkg.delivery import Cluster
 from hookpkg.errors import FatalError
 from tests.configs import config, image
+from tests.watcher.e2e import wait_for
 from tests.watcher.registries import free_port, running_registry
 from watcher.cluster import kep1755
 from watcher.cluster.kube import Kube
@@ -391,6 +392,13 @@ def test_node_port_answering_on_localhost_is_used(
     )
     first.close()
     assert first.node_port is not None
+    # kube-proxy programs the node port a moment after the pod is Ready; once it
+    # answers here, devreg takes it (no port-forward).
+    wait_for(
+        lambda: answers_v2(f"localhost:{first.node_port}") is None,
+        timeout=60,
+        what="the node port to answer on localhost",
+    )
     endpoint = ensure_registry(cfg, context=testenv.context, namespace=namespace, timeout=90)
     try:
         assert endpoint.reach == "localhost"
