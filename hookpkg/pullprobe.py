@@ -241,6 +241,11 @@ def https_snippets(host: str) -> tuple[str, ...]:
     )
 
 
+def refused(message: str) -> bool:
+    """Whether the kubelet's message is a refused connection (at ``::1`` or ``127.x``)."""
+    return _REFUSED.search(message) is not None
+
+
 def diagnose(message: str, host: str, *, v4_works: bool | None = None) -> Diagnosis:
     """Why a node could not pull from ``host``, from the kubelet's ``message``.
     ``v4_works``: whether the same node pulled through ``127.0.0.1`` (None: not tried)."""

@@ -164,3 +164,18 @@ def test_the_module_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert done.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize(
+    ("message", "refused"),
+    [
+        ('Head "http://localhost:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused', True),
+        ('Head "http://localhost:1/v2/": dial tcp [::1]:1: connect: connection refused', True),
+        ('Head "http://localhost:1/v2/": dial tcp 127.0.0.1:1: i/o timeout', False),
+        ("server gave HTTP response to HTTPS client", False),
+        ("", False),
+    ],
+)
+def test_refused_tells_the_pulls_worth_asking_again(message: str, refused: bool) -> None:
+    # A refusal may be a node port its kube-proxy has not programmed yet; nothing else is.
+    assert pullprobe.refused(message) is refused

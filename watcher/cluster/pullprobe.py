@@ -8,7 +8,11 @@
 2. one pod per schedulable node, pinned to it with ``nodeName``, pulls
    ``<host>/devreg/pull-probe:<tag>`` with ``imagePullPolicy: Always``, all nodes at once;
 3. each pod's container status says *pulled* or gives the kubelet's message, which
-   :func:`hookpkg.pullprobe.diagnose` turns into a cause and a fix. A message naming
+   :func:`hookpkg.pullprobe.diagnose` turns into a cause and a fix. A refused pull is
+   asked again with a new pod, once a second for up to ``SETTLE`` seconds, before it
+   counts: each node's kube-proxy programs a new node port on its own, a moment after
+   the registry's pod is Ready (a node whose kube-proxy was ~1 s late was seen to refuse
+   the first pull and pull the second). A message naming
    ``[::1]`` is checked once more on that node through ``127.0.0.1``, so the offered
    setting is one that was seen to work;
 4. the pods are deleted; a clean result is cached in ``.devreg/pullprobe.json`` under a
@@ -42,6 +46,9 @@ if TYPE_CHECKING:
 CACHE_FILE = "pullprobe.json"
 PROBE_TIMEOUT = 30.0  # per run: a 1 KB image pulls in well under a second
 POLL_INTERVAL = 0.1
+# How long a node's refused pull is retried before it counts (see the module's doc).
+SETTLE = 6.0
+SETTLE_INTERVAL = 1.0
 Log = Callable[[str], None]
 
 
@@ -250,6 +257,21 @@ def _probe_nodes(
             kube.delete("Pod", namespace, name)
 
 
+def _probe_settled(
+    kube: Kube, namespace: str, registry: str, host: str, nodes: list[str], timeout: float
+) -> dict[str, NodeResult]:
+    """:func:`_probe_nodes`, with refused pulls asked again for up to ``SETTLE``
+    seconds (a node's kube-proxy may not have programmed the node port yet)."""
+    started = time.monotonic()
+    found = _probe_nodes(kube, namespace, registry, host, nodes, timeout)
+    while True:
+        refused = [n for n, r in found.items() if pure.refused(r.message or "")]
+        if not refused or time.monotonic() - started >= SETTLE:
+            return found
+        time.sleep(SETTLE_INTERVAL)
+        found.update(_probe_nodes(kube, namespace, registry, host, refused, timeout))
+
+
 def _diagnose(
     kube: Kube,
     namespace: str,
@@ -264,7 +286,7 @@ def _diagnose(
     v4_works: dict[str, bool] = {}
     if v6 and not host.startswith("127."):
         port = host.rpartition(":")[2]
-        again = _probe_nodes(kube, namespace, registry, f"127.0.0.1:{port}", v6, timeout)
+        again = _probe_settled(kube, namespace, registry, f"127.0.0.1:{port}", v6, timeout)
         v4_works = {node: r.state == "pulled" for node, r in again.items()}
     for r in failed:
         if r.state == "timeout":
@@ -343,7 +365,7 @@ def probe_pulls(
         result.error = f"pushing the probe image failed: {e}"
         return result
     try:
-        found = _probe_nodes(kube, namespace, registry, host, probed, timeout)
+        found = _probe_settled(kube, namespace, registry, host, probed, timeout)
         failed = [r for r in found.values() if r.state != "pulled"]
         _diagnose(kube, namespace, registry, host, failed, timeout)
     except FatalError as e:  # no right to create pods here, admission refusing them

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from tests.plugins.testenv import RealNode, TestEnv
-from tests.watcher.e2e import copy_example, devreg, wait_for
+from tests.watcher.e2e import copy_example, devreg, devreg_argv, wait_for
 from tests.watcher.pods import run_on_each_node
 
 pytestmark = [pytest.mark.testenv, pytest.mark.slow]
@@ -179,6 +179,45 @@ def test_a_node_port_refused_on_the_nodes_loopback_is_diagnosed(
     # A failing result is not cached: with the port open again, the next run probes.
     healed, err, code = up(hello, namespace)
     assert code == 0 and healed["pull_probe"]["ok"] and not healed["pull_probe"]["cached"], err
+
+
+def test_a_node_port_that_arrives_late_is_waited_for_not_diagnosed(
+    testenv: TestEnv, real_nodes: list[RealNode], core: Any, namespace: str, hello: Path
+) -> None:
+    """A node whose kube-proxy programs the node port a moment after the registry is
+    Ready (seen here: ~1 s late on a node of its own) refuses the first pull; the probe
+    asks again and the node counts as pulling. The late kube-proxy is the refusing rule
+    above, taken away once the node's first probe pod has failed."""
+    endpoint, _, _ = up(hello, namespace, "--no-probe")
+    late = netns_node(real_nodes)
+    with no_loopback_node_port(late, endpoint["node_port"]):
+        running = subprocess.Popen(
+            [*devreg_argv(), "up", "-n", namespace, "-o", "json", "--timeout", "90"],
+            cwd=hello,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+        def first_refusal() -> bool:
+            selector = "app.kubernetes.io/component=pull-probe"  # terminating ones too
+            for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
+                waiting = [
+                    c.state.waiting
+                    for c in pod.status.container_statuses or []
+                    if c.state and c.state.waiting
+                ]
+                refused = any("connection refused" in (w.message or "") for w in waiting)
+                if pod.spec.node_name == late.name and refused:
+                    return True
+            return False
+
+        wait_for(first_refusal, timeout=60, what=f"a refused probe pull on {late.name}")
+    out, err = running.communicate(timeout=120)
+    assert running.returncode == 0, err
+    node = by_node(json.loads(out)["pull_probe"])[late.name]
+    assert node["state"] == "pulled" and node["cause"] is None, node
+    assert probe_pods(core, namespace) == []
 
 
 def test_devreg_node_host_renames_the_registry_everywhere(hello: Path) -> None:
