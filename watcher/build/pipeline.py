@@ -9,6 +9,7 @@ goes through a :class:`~watcher.build.backends.BuildBackend`.
 from __future__ import annotations
 
 import random
+import re
 import string
 import threading
 import time
@@ -62,6 +63,13 @@ class Outcome(NamedTuple):
     tail: tuple[str, ...] = ()
     built: bool = False
     layers_pushed: int = 0
+
+
+# The engine's words for a push that never reached the registry (Go's net errors).
+_UNREACHED = re.compile(
+    r"connection refused|connection reset by peer|broken pipe|i/o timeout|no route to host|: EOF"
+)
+REPUSH_WAIT = 15.0
 
 
 def registry_has(push_host: str, repository: str, tag: str, *, timeout: float = 5.0) -> bool | None:
@@ -251,13 +259,33 @@ class Pipeline:
         """Layers pushed; None when nothing had to move (kind: every node had it)."""
         if route.path in ("local-registry", "own-registry"):
             log(f"pushing {reference}")
-            return self._engine().push(route.repository, tag, log=log, cancel=cancel)
+            return self._push(route, tag, cancel=cancel, log=log)
         if route.path == "kind-load":
             assert route.kind_cluster is not None
             log(f"kind load docker-image --name {route.kind_cluster} {reference}")
             nodes = kind_load(route.kind_cluster, reference, log=log, cancel=cancel, kind=self.kind)
             return 0 if nodes else None
         return 0
+
+    def _push(self, route: Route, tag: str, *, cancel: threading.Event, log: Log) -> int:
+        """The engine's push; one more when the deployed registry could not be reached
+        and answers again within ``REPUSH_WAIT`` (its node port reprogrammed by
+        kube-proxy, its pod replaced: a moment's gap is no reason to fail a build)."""
+        engine = self._engine()
+        try:
+            return engine.push(route.repository, tag, log=log, cancel=cancel)
+        except BuildError as e:
+            if route.path != "local-registry" or self.endpoint is None:
+                raise
+            if not _UNREACHED.search(str(e)):
+                raise
+            host = self.endpoint.push_host
+            log(f"{e}; pushing again once {host} answers (waiting up to {REPUSH_WAIT:g} s)")
+            if registryhttp.wait_v2(host, timeout=REPUSH_WAIT, cancel=cancel) is not None:
+                raise
+        if cancel.is_set():
+            raise BuildCancelled()
+        return engine.push(route.repository, tag, log=log, cancel=cancel)
 
     # --- publication -------------------------------------------------------------
 

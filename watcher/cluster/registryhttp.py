@@ -1,6 +1,6 @@
 """The one HTTP client devreg uses to talk to registries (the Distribution
 API, ``/v2/``): the reachability probe of ``up`` and ``status``
-(:func:`answers_v2`), the "is this tag there" question of a pipeline
+(:func:`answers_v2`, :func:`wait_v2`), the "is this tag there" question of a pipeline
 (:func:`manifest_present`), the requests of the push check
 (:func:`request`, :mod:`watcher.cluster.pushcheck`), and the pull probe's image
 (:func:`push_blob`, :func:`put_manifest`, :mod:`watcher.cluster.pullprobe`).
@@ -15,6 +15,8 @@ reached directly.
 from __future__ import annotations
 
 import ssl
+import threading
+import time
 import urllib.parse
 from collections.abc import Mapping
 
@@ -22,6 +24,7 @@ from watcher.cluster.httpconn import Connection, HTTPError, Response, network_wo
 from watcher.cluster.netproxy import proxy_for
 
 PROBE_TIMEOUT = 2.0
+WAIT_INTERVAL = 0.1
 DEFAULT_TIMEOUT = 5.0
 MAX_BODY = 1 << 16  # error documents and tokens; nothing devreg asks for is larger
 
@@ -74,6 +77,18 @@ def answers_v2(hostport: str, *, timeout: float = PROBE_TIMEOUT) -> str | None:
     except (OSError, HTTPError) as e:
         return network_words(e, timeout)
     return None if status in (200, 401) else f"GET /v2/ answered {status}"
+
+
+def wait_v2(hostport: str, *, timeout: float, cancel: threading.Event | None = None) -> str | None:
+    """:func:`answers_v2` asked again every ``WAIT_INTERVAL`` s until it answers
+    (None), ``timeout`` has passed or ``cancel`` is set (then the last reason)."""
+    cancel = cancel or threading.Event()
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        error = answers_v2(hostport, timeout=min(PROBE_TIMEOUT, max(left, 0.2)))
+        if error is None or left <= 0 or cancel.wait(min(WAIT_INTERVAL, max(left, 0))):
+            return error
 
 
 def manifest_present(

@@ -15,7 +15,7 @@ import pytest
 
 from tests.watcher.registries import free_port, running_registry
 from watcher.build.pipeline import MANIFEST_TYPES, registry_has
-from watcher.cluster.registryhttp import answers_v2, manifest_present, request
+from watcher.cluster.registryhttp import answers_v2, manifest_present, request, wait_v2
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -93,6 +93,38 @@ def test_answers_v2_silent_host_within_the_timeout() -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, never answers
         port = listener.getsockname()[1]
         assert answers_v2(f"127.0.0.1:{port}", timeout=0.3) == "no answer within 0.3 s"
+
+
+def test_wait_v2_returns_once_a_registry_starts_answering(tmp_path: Path) -> None:
+    port = free_port()
+    started = threading.Event()
+
+    def start_late() -> None:
+        # Not before the first try has been refused.
+        if started.wait(10):
+            with running_registry(tmp_path, port=port):
+                done.wait(30)
+
+    done = threading.Event()
+    thread = threading.Thread(target=start_late)
+    thread.start()
+    try:
+        assert answers_v2(f"127.0.0.1:{port}") is not None
+        started.set()
+        assert wait_v2(f"127.0.0.1:{port}", timeout=20) is None
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_wait_v2_gives_the_last_reason_after_the_timeout_or_a_cancel() -> None:
+    host = f"127.0.0.1:{free_port()}"
+    error = wait_v2(host, timeout=0.3)
+    assert error is not None and "refused" in error
+    cancel = threading.Event()
+    cancel.set()
+    error = wait_v2(host, timeout=60, cancel=cancel)  # at once, not after a minute
+    assert error is not None and "refused" in error
 
 
 def test_manifest_present(registry: str) -> None:
