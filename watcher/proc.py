@@ -58,6 +58,17 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
         return
 
 
+def stat_fields(pid: int | str) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name (``state``, ``ppid``, ``pgrp``, …),
+    or None when there is no such process. The name is cut at its last ``)``: it may
+    hold spaces and parentheses of its own."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _group_runs(pgid: int) -> bool:
     """Whether a process of group ``pgid`` still runs. An ended one stays a
     zombie until init reaps it (its parent, the leader, is gone), and
@@ -67,14 +78,8 @@ def _group_runs(pgid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+        fields = stat_fields(entry) if entry.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             return True
     return False
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -91,3 +93,18 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except FileNotFoundError:
         return False
+
+
+def test_stat_fields_read_past_a_name_with_parentheses_and_spaces(tmp_path: Path) -> None:
+    # A command name is the process's own to choose: "a) b (c" must not shift the fields.
+    odd = tmp_path / "a) b (c"
+    odd.symlink_to(sys.executable)
+    child = subprocess.Popen([str(odd), "-c", "import time; time.sleep(30)"])
+    try:
+        fields = proc.stat_fields(child.pid)
+        assert fields is not None
+        assert fields[0] in ("R", "S") and int(fields[1]) == os.getpid()
+    finally:
+        child.kill()
+        child.wait()
+    assert proc.stat_fields(child.pid) is None  # reaped: no such process

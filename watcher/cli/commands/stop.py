@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hookpkg.errors import FatalError
 from hookpkg.project import project_paths
+from watcher import proc
 from watcher.cli.results import StopResult
 from watcher.daemon.state import StateDir
 
@@ -61,8 +62,5 @@ def _is_our_watcher(state: StateDir, pid: int) -> bool:
 
 def _alive(pid: int) -> bool:
     """Running (a zombie has ended: only its parent's bookkeeping is left)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
+    fields = proc.stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
