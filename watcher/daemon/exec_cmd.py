@@ -138,11 +138,12 @@ class ExecCommand:
 
     # --- one run -------------------------------------------------------------------
 
-    def run(self, images: Iterable[str]) -> ExecResult:
-        """Run ``CMD`` now, in this thread, and record the result. Stopped
-        (its whole process group) when :meth:`close` is called meanwhile."""
+    def run(self, images: Iterable[str], variables: dict[str, str] | None = None) -> ExecResult:
+        """Run ``CMD`` now, in this thread, with ``variables`` (default: read from
+        ``.devreg.env``), and record the result. Stopped (its whole process group)
+        when :meth:`close` is called meanwhile."""
         keys = tuple(sorted(set(images)))
-        variables = dotenv.read(self.env_file)
+        variables = dotenv.read(self.env_file) if variables is None else variables
         base = os.environ if self.base_env is None else self.base_env
         env = exec_env(base, variables, keys, self.env_file)
         started = time.time()
@@ -227,7 +228,8 @@ class ExecCommand:
                 if self._stop.is_set():
                     return
                 images, self._pending = self._pending or set(), None
-                unchanged = dotenv.read(self.env_file) == self._last_ok_variables
+                variables = dotenv.read(self.env_file)
+                unchanged = variables == self._last_ok_variables
                 if unchanged:
                     self.skipped += 1
             if unchanged:
@@ -239,7 +241,7 @@ class ExecCommand:
                 continue
             if self._stop.is_set():  # closed meanwhile: do not start what would be killed
                 return
-            self.run(images)
+            self.run(images, variables)
 
     def status(self) -> dict[str, Any]:
         """For ``devreg status``: ``state`` is ``idle`` (not run yet),
