@@ -8,7 +8,8 @@
    'kubectl set image ...; kubectl rollout status ...'`` next to the same by hand
    (``docker build && docker push && kubectl set image && kubectl rollout status``),
    both on the example project, both timed from the file write until a Running pod
-   of the Deployment prints the new marker. Goal: ratio <= 1.0.
+   of the Deployment prints the new marker (a marker of each side's own: nothing
+   built by one side is in the build cache of the other). Goal: ratio <= 1.0.
 3. ``down nodes`` / ``up nodes`` of the test environment, and the memory (RSS) of
    the whole environment with its two real nodes (``scripts/testenv status``).
 
@@ -112,7 +113,8 @@ def bench_up(tmp: Path, rounds: int) -> None:
         ns = f"bench-up-{secrets.token_hex(3)}"
         namespaces.append(ns)
         t0 = time.monotonic()
-        devreg("up", "--namespace", ns, cwd=config.parent)
+        # The same work as by hand: the pull probe (bench/probe.py) is not part of it.
+        devreg("up", "--namespace", ns, "--no-probe", cwd=config.parent)
         ours.append(time.monotonic() - t0)
 
         ns = f"bench-hand-{secrets.token_hex(3)}"
@@ -209,18 +211,19 @@ def bench_save(tmp: Path, rounds: int) -> None:
     by_hand(
         "start", roll=False
     )  # the base layers are in the registry for both, as after a first build
+    # Both Deployments on one node, the registry's: a pod on the other node pulls
+    # across nodes and starts on another containerd, which alone moved the ratio
+    # between 0.85 and 1.28 from one run to the next.
+    node = kubectl("-n", ns, "get", "pod", "-l", "app=registry", "-o", "jsonpath={..nodeName}")
     for app, image in (("ours", env["RUNTIME_IMAGES_APP"]), ("hand", f"{hand_repo}:start")):
-        kubectl(
-            "-n",
-            ns,
-            "apply",
-            "-f",
-            "-",
-            input_text=(REPO / "examples/hello/k8s/deployment.yaml")
+        deployment = yaml.safe_load(
+            (REPO / "examples/hello/k8s/deployment.yaml")
             .read_text()
             .replace("image: ghcr.io/example/hello", f"image: {image}")
-            .replace("hello", app),
+            .replace("hello", app)
         )
+        deployment["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
+        kubectl("-n", ns, "apply", "-f", "-", input_text=yaml.safe_dump(deployment))
         kubectl("-n", ns, "rollout", "status", f"deployment/{app}", "--timeout=120s")
     roll = (
         f'{KUBECTL} -n {ns} set image deployment/ours ours="$RUNTIME_IMAGES_APP" && '
@@ -232,12 +235,16 @@ def bench_save(tmp: Path, rounds: int) -> None:
     try:
         wait_for(lambda: runs_marker(ns, "ours", "start"), 120, "the first rollout")
         for i in range(rounds):
+            # A marker of each side's own: with one marker for both, the second build
+            # found the first's layers in the engine's BuildKit cache (COPY and RUN
+            # cached: 0.12 s instead of ~0.45 s), and the second side always won.
             marker = f"m-{secrets.token_hex(4)}"
             t0 = time.monotonic()
             write_marker(ours, marker)
             wait_for(lambda m=marker: runs_marker(ns, "ours", m), 180, "the watcher's pod", 0.1)
             ours_times.append(time.monotonic() - t0)
             wait_for(lambda: exec_idle(ours), 120, "the --exec command to finish")
+            marker = f"h-{secrets.token_hex(4)}"
             t0 = time.monotonic()
             write_marker(hand, marker)
             by_hand(f"r{i}")
@@ -247,7 +254,10 @@ def bench_save(tmp: Path, rounds: int) -> None:
         devreg("stop", cwd=ours)
         kubectl("delete", "namespace", ns, "--wait=false")
     summary(
-        "2. save -> new pod Running the new content (real node)", ours_times, hand_times, "<= 1.0"
+        f"2. save -> new pod Running the new content (real node {node})",
+        ours_times,
+        hand_times,
+        "<= 1.0",
     )
 
 
