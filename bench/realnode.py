@@ -1,6 +1,6 @@
 """Figures on real nodes (``scripts/testenv``, part ``nodes``), ratios in one run.
 
-1. ``devreg up`` from nothing (a new namespace) until the registry answers at
+1. ``devreg up --no-probe`` from nothing (a new namespace) until the registry answers at
    ``localhost:<nodePort>``, next to doing the same by hand: ``kubectl apply`` of the
    very objects devreg applies, ``kubectl rollout status``, then polling the
    NodePort. Goal: ratio <= 1.1.
