@@ -15,11 +15,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, TextIO
 
 from hookpkg.color import SEVERITY_COLORS, paint
+from hookpkg.errors import Diagnostic
 
 ColorSetting = Literal["auto", "always", "never"]
 COLOR_CHOICES: tuple[ColorSetting, ...] = ("auto", "always", "never")
@@ -109,3 +110,17 @@ def problem(line: str, severity: str | None = "error") -> None:
         tint = SEVERITY_COLORS.get(severity, "")
         line = before + paint(word, tint, True) + after if found else paint(line, tint, True)
     _write(line)
+
+
+def diagnostics(
+    found: Iterable[Diagnostic], *, loaded: bool, log: Callable[[str], None] | None = None
+) -> None:
+    """A config loader's diagnostics: every one when the config did not load, else
+    all but its notes; to ``log`` (the watcher's log) or as problems on stderr
+    (shown even with ``-q``)."""
+    for d in found:
+        if d.severity != "note" or not loaded:
+            if log is None:
+                problem(d.format(), d.severity)
+            else:
+                log(d.format())

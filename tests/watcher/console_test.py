@@ -10,6 +10,7 @@ from typing import TextIO
 
 import pytest
 
+from hookpkg.errors import Diagnostic
 from watcher import console
 from watcher.console import NORMAL, QUIET, VERBOSE, Console
 
@@ -110,3 +111,30 @@ def test_auto_colours_a_real_terminal_and_not_a_pipe(terminal: TextIO) -> None:
         assert console.use_color("auto", pipe, {}) is False
     assert console.use_color("auto", terminal, {}) is True
     assert console.use_color("auto", terminal, {"NO_COLOR": "1"}) is False
+
+
+_FOUND = [
+    Diagnostic("devspace.yaml", 3, 5, "error", "images.app", "bad"),
+    Diagnostic("devspace.yaml", 4, 1, "warning", "", "odd"),
+    Diagnostic("devspace.yaml", 9, 7, "note", "vars", "unused"),
+]
+
+
+@pytest.mark.parametrize(
+    ("loaded", "shown"),
+    [
+        pytest.param(True, ["error", "warning"], id="loaded-notes-left-out"),
+        pytest.param(False, ["error", "warning", "note"], id="not-loaded-everything"),
+    ],
+)
+def test_a_loaders_diagnostics_to_stderr_or_to_a_log(
+    loaded: bool, shown: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = [d.format() for d in _FOUND if d.severity in shown]
+    with console.settings(Console(QUIET, "never")):  # problems: shown even with -q
+        console.diagnostics(_FOUND, loaded=loaded)
+    assert capsys.readouterr().err.splitlines() == expected
+    logged: list[str] = []
+    console.diagnostics(_FOUND, loaded=loaded, log=logged.append)
+    assert logged == expected
+    assert capsys.readouterr() == ("", "")

@@ -30,7 +30,7 @@ log=...) -> DeliveryPlan``
 ``format_status(info) -> list[str]``
     The registry half of ``devreg status`` (JSON-able; nothing is changed).
 
-``load_valid_config(path, log=...) -> Config``
+``load_valid_config(path, profiles=..., activation=...) -> Config``
     Read and validate; errors are printed and raise FatalError before any
     API call (an invalid ``localRegistry.image`` never reaches the cluster).
 
@@ -75,18 +75,12 @@ def stderr_log(line: str) -> None:
 
 
 def load_valid_config(
-    path: Path,
-    *,
-    log: Log = stderr_log,
-    profiles: Sequence[str] = (),
-    activation: bool = True,
+    path: Path, *, profiles: Sequence[str] = (), activation: bool = True
 ) -> Config:
     """The config with its DevSpace profiles applied (``-p``; ``activation``)."""
     project = load_project(path, profiles=profiles, activation=activation)
-    config, diagnostics = project.config, project.diagnostics
-    for d in diagnostics:
-        if d.severity != "note" or config is None:
-            console.problem(d.format(), d.severity)
+    config = project.config
+    console.diagnostics(project.diagnostics, loaded=config is not None)
     if config is None:
         raise FatalError(f"{path}: the configuration has errors (see above); nothing was applied")
     return config

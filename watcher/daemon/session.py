@@ -53,14 +53,8 @@ def read_config(
     """Load and validate; diagnostics go to ``log`` (default: stderr, shown
     even with ``-q``). None when invalid."""
     project = load_project(path, profiles=profiles.requested, activation=profiles.activation)
-    config, diagnostics = project.config, project.diagnostics
-    for d in diagnostics:
-        if d.severity != "note" or config is None:
-            if log is None:
-                console.problem(d.format(), d.severity)
-            else:
-                log(d.format())
-    return config
+    console.diagnostics(project.diagnostics, loaded=project.config is not None, log=log)
+    return project.config
 
 
 def require_config(

@@ -46,8 +46,7 @@ def env(
 def _same_profiles(config: Path, path: Path, profiles: Sequence[str], activation: bool) -> None:
     project = load_project(config, profiles=profiles, activation=activation)
     if project.config is None:
-        for d in project.diagnostics:
-            console.problem(d.format(), d.severity)
+        console.diagnostics(project.diagnostics, loaded=False)
         raise FatalError(f"{config}: the configuration has errors (see above)")
     wanted, written = project.config.profiles, dotenv.read_profiles(path)
     if written != wanted:
