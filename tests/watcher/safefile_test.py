@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from watcher import safefile
-from watcher.safefile import MAX_STATE_FILE, read_private, read_private_bytes, write_private
+from watcher.safefile import (
+    MAX_STATE_FILE,
+    append_private,
+    read_private,
+    read_private_bytes,
+    read_tail,
+    write_private,
+)
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -115,3 +122,44 @@ def test_the_size_limit(tmp_path: Path) -> None:
     with path.open("r+b") as f:
         f.truncate(MAX_STATE_FILE + 1)  # sparse: a huge file costs no disk
     assert read_private(path) is None
+
+
+@pytest.mark.parametrize("plant", sorted(set(PLANTS) - {"directory"}))
+def test_append_private_appends_to_a_regular_file_of_its_own(tmp_path: Path, plant: str) -> None:
+    """watch.log: a link (to a file or /dev/zero) or a FIFO planted there is replaced by
+    a file of devreg's own, the link's target untouched; opening never blocks."""
+    path = tmp_path / "watch.log"
+    PLANTS[plant](path, tmp_path)
+    for line in (b"one\n", b"two\n"):
+        with os.fdopen(append_private(path), "ab") as log:
+            log.write(line)
+    assert not path.is_symlink() and stat.S_ISREG(path.lstat().st_mode)
+    assert path.read_bytes() == b"one\ntwo\n"
+    if plant == "link-to-a-file":
+        assert (tmp_path / "target").read_text() == "secret\n"
+
+
+def test_append_private_keeps_what_is_there_and_refuses_a_directory(tmp_path: Path) -> None:
+    path = tmp_path / "watch.log"
+    path.write_bytes(b"earlier\n")
+    with os.fdopen(append_private(path), "ab") as log:
+        log.write(b"later\n")
+    assert path.read_bytes() == b"earlier\nlater\n"
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(OSError):
+        append_private(tmp_path / "dir")
+
+
+@pytest.mark.parametrize("plant", sorted(PLANTS))
+def test_read_tail_reads_only_a_regular_file(tmp_path: Path, plant: str) -> None:
+    path = tmp_path / "watch.log"
+    PLANTS[plant](path, tmp_path)
+    assert read_tail(path) == ""
+
+
+def test_read_tail_gives_the_end_of_a_long_log(tmp_path: Path) -> None:
+    path = tmp_path / "watch.log"
+    path.write_bytes(b"x" * 100_000 + b"\nlast line\n")
+    tail = read_tail(path, limit=1000)
+    assert len(tail) == 1000 and tail.endswith("\nlast line\n")
+    assert read_tail(path) == path.read_text()[-64 * 1024 :]

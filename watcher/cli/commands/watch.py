@@ -26,6 +26,7 @@ from watcher.daemon.exec_cmd import ExecCommand, check_exec
 from watcher.daemon.session import Profiles, Session, read_config, require_config
 from watcher.daemon.state import StateDir
 from watcher.daemon.watch import Watcher
+from watcher.safefile import append_private, read_tail
 
 DETACH_GRACE = 30.0  # beyond --timeout, for the first scan
 
@@ -150,10 +151,10 @@ def _detach(
         )
     argv = _foreground_argv(cfg, context, namespace, debounce, jobs, timeout, exec_command)
     argv += profiles.flags()
-    # Appended to, never through a link a cloned repository planted as watch.log.
-    log_fd = os.open(
-        state.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
-    )
+    try:  # appended to, never through a link a cloned repository planted as watch.log
+        log_fd = append_private(state.log_path)
+    except OSError as e:
+        raise FatalError(f"cannot write the watcher's log {state.log_path}: {e}") from None
     with os.fdopen(log_fd, "ab") as log:
         child = subprocess.Popen(
             argv,
@@ -204,7 +205,7 @@ def _wait_until_watching(
     while time.monotonic() < deadline:
         code = child.poll()
         if code is not None:
-            tail = state.log_path.read_text(errors="replace").splitlines()[-20:]
+            tail = read_tail(state.log_path).splitlines()[-20:]
             print("\n".join(tail), file=sys.stderr)
             raise FatalError(
                 f"the background watcher exited with code {code}; log: {state.log_path}"
